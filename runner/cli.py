@@ -1,0 +1,128 @@
+"""The command line: thin commands that parse arguments and call one domain function.
+
+Each command's help text is its docstring. ``main`` is the one error boundary that
+maps exceptions to exit codes: 0 ok, 1 expected failure, 2 usage or invalid input,
+3 internal error (traceback to a file, one line on screen), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runner import __version__
+from runner.errors import RunnerError
+
+log = logging.getLogger("runner")
+
+CommandFn = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Arg:
+    flags: tuple[str, ...]
+    kwargs: dict[str, Any]
+
+
+def arg(*flags: str, **kwargs: Any) -> Arg:
+    return Arg(flags, kwargs)
+
+
+COMMANDS: dict[str, tuple[CommandFn, tuple[Arg, ...]]] = {}
+
+
+def command(name: str, *args: Arg) -> Callable[[CommandFn], CommandFn]:
+    """Register a subcommand; its docstring is its help."""
+
+    def register(fn: CommandFn) -> CommandFn:
+        COMMANDS[name] = (fn, args)
+        return fn
+
+    return register
+
+
+FORMAT_ARG = arg(
+    "--format", choices=("text", "json"), default="text", help="output format"
+)
+
+
+@command(
+    "validate",
+    arg("files", nargs="+", metavar="FILE", help="campaign files to check"),
+    FORMAT_ARG,
+)
+def validate(args: argparse.Namespace) -> int:
+    """Check campaign files against the schema and every rule; report all problems."""
+    from runner.validate import validate_files
+
+    return validate_files(args.files, fmt=args.format, out=sys.stdout)
+
+
+@command("schema")
+def schema(args: argparse.Namespace) -> int:
+    """Print the campaign JSON Schema (for editors and CI)."""
+    from runner.schema import bundled_schema_text
+
+    sys.stdout.write(bundled_schema_text())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="campaign-runner",
+        description="Declarative SMS campaigns: validate, preview, run, schedule.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (fn, args) in COMMANDS.items():
+        doc = (fn.__doc__ or "").strip()
+        p = sub.add_parser(
+            name, help=doc.splitlines()[0] if doc else None, description=doc
+        )
+        for a in args:
+            p.add_argument(*a.flags, **a.kwargs)
+        p.set_defaults(func=fn)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: 0 for --help, 2 for usage errors
+        return int(e.code or 0)
+    logging.basicConfig(
+        level=logging.DEBUG
+        if args.verbose > 1
+        else logging.INFO
+        if args.verbose
+        else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("campaign-runner: interrupted", file=sys.stderr)  # noqa: T201
+        return 130
+    except RunnerError as e:
+        print(f"campaign-runner: {e}", file=sys.stderr)  # noqa: T201
+        return e.exit_code
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # the one place an unexpected error is caught
+        fd, path = tempfile.mkstemp(prefix="campaign-runner-crash-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            traceback.print_exc(file=f)
+        print(  # noqa: T201
+            f"campaign-runner: internal error: {type(e).__name__}; details in {path}",
+            file=sys.stderr,
+        )
+        return 3

@@ -1,0 +1,19 @@
+"""The provider registry: YAML ``type:`` -> plug-in class, one explicit sorted dict.
+
+Adding a provider: a new module ``runner/providers/<type>.py``, its schema fragment
+``schemas/providers/<type>.schema.json``, and one line here.
+"""
+
+from __future__ import annotations
+
+from runner.providers.base import Capability, Provider
+
+PROVIDERS: dict[str, type[Provider]] = {}
+
+
+def get(type_name: str) -> type[Provider]:
+    return PROVIDERS[type_name]
+
+
+def capabilities(type_name: str) -> frozenset[Capability]:
+    return PROVIDERS[type_name].capabilities
