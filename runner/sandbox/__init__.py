@@ -1,0 +1,12 @@
+"""Built-in emulators of every provider, served on 127.0.0.1 (see server.py).
+
+The registry mirrors ``runner.providers.PROVIDERS``: YAML ``type:`` -> emulator class.
+"""
+
+from __future__ import annotations
+
+from runner.sandbox.server import Emulator, Sandbox
+
+EMULATORS: dict[str, type[Emulator]] = {}
+
+__all__ = ["EMULATORS", "Emulator", "Sandbox"]

@@ -80,21 +80,84 @@ class Call:
     body: bytes
 
 
+@dataclass
+class SentMessage:
+    """One message an emulator accepted: the server-side truth tests assert on."""
+
+    id: str
+    to: str  # digits only, international, no + (as the emulators normalise it)
+    text: str
+    sender: str | None
+    segments: int
+    at: float  # the sandbox clock when accepted
+    final_status: str  # "delivered" or "failed", reached ``settle`` seconds after ``at``
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class Emulator:
     """Base of the per-provider emulators (one module per provider in sandbox/).
 
     ``credentials`` are the values a client must present (taken from the
     campaign's resolved provider options, so the sandbox rejects exactly what the
     real service would). State lives on the instance, guarded by ``self.lock``.
+
+    Sandbox conventions, the same for every provider: a number ending in ``99``
+    is accepted but its delivery fails; a message is ``queued`` for ``settle``
+    seconds, then final; each accepted segment costs one credit.
     """
 
     type: ClassVar[str]
 
-    def __init__(self, credentials: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        credentials: Mapping[str, Any] | None = None,
+        *,
+        credits: float = 10_000.0,
+        settle: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.credentials = dict(credentials or {})
+        self.credits = credits
+        self.settle = settle
+        self.clock = clock
         self.lock = threading.RLock()
+        self.messages: list[SentMessage] = []
+        self._next_id = 0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.setup()
+
+    def accept(
+        self, to: str, text: str, sender: str | None = None, **extra: Any
+    ) -> SentMessage | None:
+        """Record an accepted message and charge for it; None when out of credits."""
+        from runner.smsenc import segment
+
+        segments = segment(text).segments
+        with self.lock:
+            if self.credits < segments:
+                return None
+            self.credits -= segments
+            self._next_id += 1
+            msg = SentMessage(
+                id=self.new_id(self._next_id),
+                to=to.lstrip("+"),
+                text=text,
+                sender=sender,
+                segments=segments,
+                at=self.clock(),
+                final_status="failed" if to.endswith("99") else "delivered",
+                extra=extra,
+            )
+            self.messages.append(msg)
+            return msg
+
+    def new_id(self, n: int) -> str:
+        """The provider's message id for the n-th accepted message."""
+        return str(n)
+
+    def status_of(self, msg: SentMessage) -> str:
+        """``queued`` until ``settle`` seconds have passed, then the final status."""
+        return msg.final_status if self.clock() - msg.at >= self.settle else "queued"
 
     def setup(self) -> None:
         """Register routes with ``self.route``; set up state."""
