@@ -7,8 +7,17 @@ Adding a provider: a new module ``runner/providers/<type>.py``, its schema fragm
 from __future__ import annotations
 
 from runner.providers.base import Capability, Provider
+from runner.providers.mailup import MailUp
+from runner.providers.ogangi import Ogangi
+from runner.providers.tatango import Tatango
+from runner.providers.tellody import Tellody
 
-PROVIDERS: dict[str, type[Provider]] = {}
+PROVIDERS: dict[str, type[Provider]] = {
+    "mailup": MailUp,
+    "ogangi": Ogangi,
+    "tatango": Tatango,
+    "tellody": Tellody,
+}
 
 
 def get(type_name: str) -> type[Provider]:
