@@ -39,7 +39,9 @@ class Capability(enum.StrEnum):
 
 
 class ErrorKind(enum.StrEnum):
-    AUTH = "auth"  # credentials refused: permanent for the provider, stop the step
+    # credentials or account refused (bad key, signature, no credits, uncertified
+    # sender): permanent for the provider, the step stops at once
+    AUTH = "auth"
     RATE_LIMITED = "rate_limited"  # provider refused for load (429): retry after
     TRANSIENT = "transient"  # outage, 5xx, connection failure: may retry if not acted
     REJECTED = "rejected"  # permanent for this recipient (bad number, text, opt-out)
