@@ -156,6 +156,7 @@ class Report:
 
     final: bool
     deliveries: tuple[Delivery, ...] = ()
+    more: bool = False  # more pages are ready now: the engine polls again at once
     counts: Mapping[str, float] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
     cursor: Any = None
