@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner import __version__
-from runner.errors import RunnerError
+from runner.errors import RunnerError, UsageError
 
 log = logging.getLogger("runner")
 
@@ -72,6 +72,142 @@ def schema(args: argparse.Namespace) -> int:
 
     sys.stdout.write(bundled_schema_text())
     return 0
+
+
+STATE_ARGS = (
+    arg(
+        "--state",
+        metavar="PATH",
+        help="journal database (default: $CAMPAIGN_RUNNER_STATE "
+        "or ~/.local/state/campaign-runner/journal.db)",
+    ),
+    arg(
+        "--log",
+        metavar="PATH",
+        help="JSON Lines event log (default: events.jsonl beside the journal)",
+    ),
+)
+
+
+@command(
+    "run",
+    arg("file", metavar="FILE", help="the campaign file"),
+    *STATE_ARGS,
+    arg(
+        "--sandbox",
+        action="store_true",
+        help="send to the built-in provider emulators on 127.0.0.1",
+    ),
+    arg(
+        "--now",
+        action="store_true",
+        help="start every step at once, ignoring at/after/wait",
+    ),
+    arg(
+        "--ignore-windows",
+        action="store_true",
+        help="send outside the steps' sending windows",
+    ),
+    arg(
+        "--dry-run",
+        action="store_true",
+        help="render and count everything; no network call",
+    ),
+    arg(
+        "--resume",
+        nargs="?",
+        const="last",
+        metavar="RUN_ID",
+        help="continue an unfinished run (default: the last one of this campaign)",
+    ),
+    arg(
+        "--resend-unknown",
+        action="store_true",
+        help="resend messages whose outcome is unknown (they may be received twice)",
+    ),
+    arg(
+        "--show-phones",
+        action="store_true",
+        help="log full phone numbers instead of masked ones",
+    ),
+    arg(
+        "--faults",
+        metavar="SPEC",
+        help="sandbox fault injection, e.g. http_503=0.1,timeout=0.02",
+    ),
+)
+def run(args: argparse.Namespace) -> int:
+    """Run a campaign once, step by step at the times it says, then exit.
+
+    Exit status: 0 every step succeeded, 1 a step failed or a check was not met,
+    2 invalid campaign or usage, 130 interrupted (resume with --resume).
+    """
+    from pathlib import Path
+
+    from runner.engine import RunOptions
+    from runner.execute import Settings, run_file
+
+    if args.faults and not args.sandbox:
+        raise UsageError("--faults needs --sandbox")
+    settings = Settings(
+        state=Path(args.state) if args.state else None,
+        log=Path(args.log) if args.log else None,
+        sandbox=args.sandbox,
+        faults=args.faults,
+    )
+    options = RunOptions(
+        now=args.now,
+        ignore_windows=args.ignore_windows,
+        dry_run=args.dry_run,
+        resume=args.resume,
+        resend_unknown=args.resend_unknown,
+        show_phones=args.show_phones,
+    )
+    return run_file(Path(args.file), settings, options, out=sys.stdout).exit_code
+
+
+@command(
+    "history",
+    arg("name", nargs="?", metavar="NAME", help="only runs of this campaign"),
+    *STATE_ARGS[:1],
+    arg("--limit", type=int, default=20, help="how many runs (default 20)"),
+    arg(
+        "--format", choices=("text", "json", "csv"), default="text", help="output format"
+    ),
+)
+def history(args: argparse.Namespace) -> int:
+    """List past runs with their message counts and outcome."""
+    from runner.reports import history as show_history
+
+    return show_history(args.state, args.name, args.limit, args.format, sys.stdout)
+
+
+@command(
+    "show",
+    arg("run_id", metavar="RUN_ID", help="a run id from 'history'"),
+    *STATE_ARGS[:1],
+    arg("--recipients", action="store_true", help="one row per recipient and step"),
+    arg(
+        "--show-phones",
+        action="store_true",
+        help="full phone numbers instead of masked ones",
+    ),
+    arg(
+        "--format", choices=("text", "json", "csv"), default="text", help="output format"
+    ),
+)
+def show(args: argparse.Namespace) -> int:
+    """Show one run: per-step summary and, with --recipients, who got what."""
+    from runner.reports import show_run
+
+    return show_run(
+        args.state,
+        args.run_id,
+        args.recipients,
+        args.show_phones,
+        args.format,
+        sys.stdout,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
