@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from runner.journal import Journal, Outcome, Planned, migrations_table
+
+
+def planned(run: str, step: str, n: int) -> list[Planned]:
+    return [
+        Planned(run, step, f"+3460000{i:04d}", i + 1, "main", f"text {i}", 1, i + 1)
+        for i in range(n)
+    ]
+
+
+def test_created_owner_only_with_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "journal.db"
+    j = Journal(path)
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with j.connect() as conn:
+            names = list(conn.scalars(sa.select(migrations_table.c.name)))
+        assert names == ["0001_initial"]
+    finally:
+        j.close()
+    # reopening applies nothing twice
+    j = Journal(path)
+    with j.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(migrations_table)) == 1
+    j.close()
+
+
+def test_plan_claim_outcome_and_crash_leftovers(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    run = j.start_run("c", "c.yaml", {})
+    w = j.writer
+    w.plan(planned(run, "s", 10))
+    rows = j.queued(run, "s", 0, 4)
+    assert [r[0] for r in rows] == [1, 2, 3, 4]
+    w.claim(run, "s", "main", [r[1] for r in rows])
+    assert j.message_counts(run, "s") == {"pending": 4, "queued": 6}
+    w.record_outcome(Outcome(run, "s", rows[0][1], "sent", "main", 1, message_id="-81"))
+    w.record_outcome(
+        Outcome(run, "s", rows[1][1], "failed", "main", 1, error_kind="rejected")
+    )
+    w.flush()
+    # two claimed calls never got an outcome: after a crash they are unknown
+    assert j.mark_interrupted(run, "s") == 2
+    counts = j.message_counts(run, "s")
+    assert counts == {"queued": 6, "sent": 1, "failed": 1, "unknown": 2}
+    sent = j.messages_for(run, "s", ["sent"])
+    assert sent[0]["provider_message_id"] == "-81"
+    assert sent[0]["idem_key"] == f"{run}/s/{rows[0][1]}"
+    # the queue continues after the last claimed seq; only never-called rows come back
+    assert [r[0] for r in j.queued(run, "s", 0, 100)] == [5, 6, 7, 8, 9, 10]
+    j.close()
+
+
+def test_outcomes_are_committed_in_batches_and_on_flush(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    run = j.start_run("c", "c.yaml", {})
+    j.writer.plan(planned(run, "s", 3))
+    j.writer.claim(run, "s", "main", [f"+3460000{i:04d}" for i in range(3)])
+    for i in range(3):
+        j.writer.record_outcome(Outcome(run, "s", f"+3460000{i:04d}", "sent", "main", 1))
+    j.writer.flush()
+    assert j.message_counts(run, "s") == {"sent": 3}
+    j.close()
+
+
+def test_runs_listing_and_resume_candidates(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.db")
+    a = j.start_run("promo", "p.yaml", {})
+    j.finish_run(a, "succeeded", 0)
+    b = j.start_run("promo", "p.yaml", {})
+    j.finish_run(b, "interrupted", 130)
+    assert j.last_unfinished_run("promo") == b
+    assert j.last_unfinished_run("other") is None
+    assert [r["id"] for r in j.list_runs("promo")] == [b, a]
+    j.close()
