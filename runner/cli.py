@@ -15,6 +15,7 @@ import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner import __version__
@@ -142,8 +143,6 @@ def run(args: argparse.Namespace) -> int:
     Exit status: 0 every step succeeded, 1 a step failed or a check was not met,
     2 invalid campaign or usage, 130 interrupted (resume with --resume).
     """
-    from pathlib import Path
-
     from runner.engine import RunOptions
     from runner.execute import Settings, run_file
 
@@ -207,6 +206,29 @@ def show(args: argparse.Namespace) -> int:
         args.show_phones,
         args.format,
         sys.stdout,
+    )
+
+
+@command(
+    "sandbox",
+    arg("files", nargs="+", metavar="FILE", help="campaigns whose providers to emulate"),
+    arg("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)"),
+    arg(
+        "--faults", metavar="SPEC", help="fault injection, e.g. http_503=0.1,timeout=0.02"
+    ),
+    arg("--settle", type=float, default=1.0, help="seconds before a delivery is final"),
+)
+def sandbox(args: argparse.Namespace) -> int:
+    """Run the provider emulators standalone on 127.0.0.1 until Ctrl-C.
+
+    Each provider of the given campaigns gets an emulator that accepts the
+    credentials the campaign resolves from the environment (a stand-in value
+    for a variable that is not set); the URLs to use are printed.
+    """
+    from runner.sandbox.standalone import serve
+
+    return serve(
+        [Path(f) for f in args.files], args.port, args.faults, args.settle, sys.stdout
     )
 
 
