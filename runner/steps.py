@@ -135,36 +135,49 @@ def send(ctx: RunContext, step: Step) -> StepResult:
     progress = Progress(
         ctx, step.id, tally, journal.message_counts(run_id, step.id).get("queued", 0)
     )
-    down: list[str] = []
+    down: dict[str, str] = {}
     try:
-        for name in action.providers:
-            provider = ctx.providers[name]
-            dispatcher = Dispatcher(
-                journal=journal,
-                log=ctx.log,
-                run_id=run_id,
-                step_id=step.id,
-                provider_name=name,
-                provider=provider,
-                limiter=ctx.limiters[name],
-                policy=provider.config.retry,
-                sender=action.sender or _default_sender(provider),
-                stop=ctx.stop,
-                keep_going=window_open,
-                tally=tally,
-            )
-            result = dispatcher.run()
-            if result.provider_down is None:
-                break
-            down.append(f"{name}: {result.provider_down}")
-            if name != action.providers[-1]:
-                ctx.log.emit(
-                    "step.failover",
-                    run_id,
-                    step.id,
-                    provider=name,
-                    reason=str(result.provider_down),
+        # A round sends what is queued; unknown outcomes that the provider's own
+        # report settles as "never sent" are queued again for the next round.
+        for _round in range(3):
+            for name in action.providers:
+                if name in down:
+                    continue
+                provider = ctx.providers[name]
+                dispatcher = Dispatcher(
+                    journal=journal,
+                    log=ctx.log,
+                    run_id=run_id,
+                    step_id=step.id,
+                    provider_name=name,
+                    provider=provider,
+                    limiter=ctx.limiters[name],
+                    policy=provider.config.retry,
+                    sender=action.sender or _default_sender(provider),
+                    stop=ctx.stop,
+                    keep_going=window_open,
+                    tally=tally,
                 )
+                result = dispatcher.run()
+                if result.provider_down is None:
+                    break
+                down[name] = str(result.provider_down)
+                if name != action.providers[-1]:
+                    ctx.log.emit(
+                        "step.failover",
+                        run_id,
+                        step.id,
+                        provider=name,
+                        reason=str(result.provider_down),
+                    )
+            if (
+                ctx.stop.is_set()
+                or not window_open()
+                or len(down) == len(action.providers)
+            ):
+                break
+            if not reconcile_unknown(ctx, step):
+                break
     finally:
         progress.stop()
     counts = journal.message_counts(run_id, step.id)
@@ -218,13 +231,15 @@ def _send_summary(counts: dict[str, int], tally: Tally) -> str:
     return ", ".join(parts)
 
 
-def reconcile_unknown(ctx: RunContext, step: Step) -> None:
+def reconcile_unknown(ctx: RunContext, step: Step) -> int:
     """Settle ``unknown`` messages from the provider's own per-recipient report.
 
     A number the report shows is ``sent``; when the report is final and
     per-recipient (it lists deliveries) and the number is absent, the call never
     took effect and the message goes back to ``queued``. Without such a report
-    the messages stay ``unknown`` and are listed for the user.
+    the messages stay ``unknown`` and are listed for the user. Only messages older
+    than the provider's ``report_lag`` are judged, so a report that is merely late
+    cannot cause a second send. Returns how many went back to ``queued``.
     """
     from runner.providers.base import Capability
 
@@ -232,13 +247,23 @@ def reconcile_unknown(ctx: RunContext, step: Step) -> None:
     assert isinstance(action, SendAction)
     unknown = ctx.journal.messages_for(ctx.run_id, step.id, ["unknown"])
     if not unknown or ctx.options.dry_run:
-        return
+        return 0
     by_provider: dict[str, list[dict[str, Any]]] = {}
     for m in unknown:
         by_provider.setdefault(m["provider"], []).append(m)
-    for name, rows in by_provider.items():
+    total_requeued = 0
+    for name, all_rows in by_provider.items():
         provider = ctx.providers.get(name)
         if provider is None or Capability.REPORT not in provider.capabilities:
+            continue
+        if not getattr(provider, "per_recipient_report", False):
+            continue
+        lag = float(
+            provider.options.get("report_lag", getattr(provider, "report_lag", 300.0))
+        )
+        cutoff = datetime.now(UTC) - timedelta(seconds=lag)
+        rows = [r for r in all_rows if datetime.fromisoformat(r["created_at"]) <= cutoff]
+        if not rows:
             continue
         started = min(datetime.fromisoformat(r["created_at"]) for r in rows)
         query = ReportQuery(
@@ -295,6 +320,8 @@ def reconcile_unknown(ctx: RunContext, step: Step) -> None:
             sent=settled,
             requeued=requeued,
         )
+        total_requeued += requeued
+    return total_requeued
 
 
 def _read_report(
