@@ -213,6 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
             cookies,
         )
         sandbox = self.server.sandbox
+        if mount == "_sandbox":  # the server-side record, for tests and benchmarks
+            self._reply(sandbox.admin(req))
+            return
         emulator = sandbox.emulators.get(mount)
         if sandbox.latency:
             time.sleep(sandbox.latency)
@@ -237,6 +240,9 @@ class _Handler(BaseHTTPRequestHandler):
         sandbox._record(
             Call(time.time(), mount, self.command, req.path, resp.status, body)
         )
+        self._reply(resp)
+
+    def _reply(self, resp: Response) -> None:
         self.send_response(resp.status)
         self.send_header("Content-Type", resp.content_type)
         self.send_header("Content-Length", str(len(resp.body)))
@@ -292,6 +298,26 @@ class Sandbox:
             raise ValueError(f"bad mount name {name!r}")
         self.emulators[name] = emulator
         return emulator.urls(f"{self.root}/{name}")
+
+    def admin(self, req: Request) -> Response:
+        """``/_sandbox/calls`` and ``/_sandbox/messages``: what the sandbox received."""
+        if req.path == "/calls":
+            with self._calls_lock:
+                calls = [
+                    {"at": c.at, "mount": c.mount, "method": c.method, "status": c.status}
+                    for c in self.calls
+                ]
+            return Response.json(calls)
+        if req.path == "/messages":
+            out = {}
+            for name, emulator in self.emulators.items():
+                with emulator.lock:
+                    out[name] = [
+                        {"id": m.id, "to": m.to, "text": m.text, "at": m.at}
+                        for m in emulator.messages
+                    ]
+            return Response.json(out)
+        return Response.text("not found", 404)
 
     def _record(self, call: Call) -> None:
         with self._calls_lock:
