@@ -390,7 +390,7 @@ class Journal:
     def max_seq(self, run_id: str, step_id: str) -> int:
         with self.connect() as conn:
             return int(
-                conn.scalar(
+                conn.scalar(  # type: ignore[arg-type]
                     sa.select(sa.func.coalesce(sa.func.max(messages.c.seq), 0)).where(
                         messages.c.run_id == run_id, messages.c.step_id == step_id
                     )

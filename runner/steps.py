@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from runner.campaign import (
@@ -331,7 +332,7 @@ def _read_report(
     report = None
     deliveries: list[Delivery] = []
     for _ in range(max_polls):
-        report = retry_read(ctx, lambda c=cursor: provider.report(query, c))
+        report = retry_read(ctx, partial(provider.report, query, cursor))
         deliveries.extend(report.deliveries)
         if report.final or not report.more:
             break
@@ -474,7 +475,7 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
     while True:
         polls += 1
         try:
-            report = retry_read(ctx, lambda c=cursor: provider.report(query, c))
+            report = retry_read(ctx, partial(provider.report, query, cursor))
         except ProviderCallError as e:
             return _result("failed", f"report failed: {e.error}", polls=polls)
         for d in report.deliveries:

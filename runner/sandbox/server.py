@@ -290,7 +290,7 @@ class Sandbox:
     @property
     def root(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def mount(self, name: str, emulator: Emulator) -> dict[str, str]:
         """Serve ``emulator`` under ``/<name>/``; returns its URL options."""
