@@ -5,8 +5,11 @@ The registry mirrors ``runner.providers.PROVIDERS``: YAML ``type:`` -> emulator 
 
 from __future__ import annotations
 
+from runner.sandbox.mailup import MailUpEmulator
 from runner.sandbox.server import Emulator, Sandbox
 
-EMULATORS: dict[str, type[Emulator]] = {}
+EMULATORS: dict[str, type[Emulator]] = {
+    "mailup": MailUpEmulator,
+}
 
 __all__ = ["EMULATORS", "Emulator", "Sandbox"]
