@@ -140,9 +140,9 @@ class MailUp(Provider):
         self._token: _Token | None = None
         self._token_lock = threading.Lock()
         self._message_ids: dict[str, str] = {}
-        self._redact = Redactor(
-            [str(options[k]) for k in self.secret_options if options.get(k)]
-        )
+        self._secrets = [str(options[k]) for k in self.secret_options if options.get(k)]
+        # replaced whole, never mutated: other threads may be redacting meanwhile
+        self._redact = Redactor(self._secrets)
 
     # -- send -------------------------------------------------------------------
 
@@ -532,9 +532,8 @@ class MailUp(Provider):
         refresh = data.get("refresh_token")
         lifetime = _number(data.get("expires_in")) or 3600.0
         margin = min(float(self._opt("token_refresh_margin")), lifetime / 2)
-        self._redact.add(access)
-        if isinstance(refresh, str):
-            self._redact.add(refresh)
+        tokens = [access, refresh] if isinstance(refresh, str) else [access]
+        self._redact = Redactor(self._secrets + tokens)
         log.debug("mailup %s: new access token, %.0fs", self.config.name, lifetime)
         return _Token(
             access,

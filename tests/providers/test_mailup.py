@@ -538,7 +538,7 @@ CONSOLE_ANSWERS = [
     ),
     (
         "403",
-        _json(403, {"ErrorCode": "403", "ErrorDescription": "Forbidden"}),
+        _json(403, {"ErrorCode": "403", "ErrorDescription": "Forbidden for tok-1"}),
         ErrorKind.AUTH,
     ),
 ]
@@ -560,6 +560,7 @@ def test_bad_console_answers(
         build(_urls(httpserver)).balance()
     assert info.value.error.kind is kind
     assert_clean(str(info.value))
+    assert "tok-1" not in str(info.value)  # nor the bearer token
 
 
 # -- report ---------------------------------------------------------------------------
