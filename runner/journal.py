@@ -536,7 +536,8 @@ _UPDATE_OUTCOME = (
         error_kind=sa.bindparam("o_ekind"),
         error_code=sa.bindparam("o_ecode"),
         error_detail=sa.bindparam("o_edetail"),
-        sent_at=sa.bindparam("o_at"),
+        # the claim wrote when the call started; a sent outcome gives the exact time
+        sent_at=sa.func.coalesce(sa.bindparam("o_at"), messages.c.sent_at),
     )
 )
 
@@ -676,7 +677,9 @@ class JournalWriter:
                                 messages.c.status == "queued",
                                 messages.c.phone.in_(phones),
                             )
-                            .values(status="pending", provider=provider)
+                            .values(
+                                status="pending", provider=provider, sent_at=now_iso()
+                            )
                         )
                 pending.clear()
                 last = time.monotonic()

@@ -235,9 +235,9 @@ def _send_summary(counts: dict[str, int], tally: Tally) -> str:
 def reconcile_unknown(ctx: RunContext, step: Step) -> int:
     """Settle ``unknown`` messages from the provider's own per-recipient report.
 
-    A number the report shows is ``sent``; when the report is final and
-    per-recipient (it lists deliveries) and the number is absent, the call never
-    took effect and the message goes back to ``queued``. Without such a report
+    A number the report shows is ``sent``; when a complete pass over a
+    per-recipient report (``per_recipient_report``) does not list the number, the
+    call never took effect and the message goes back to ``queued``. Without such a report
     the messages stay ``unknown`` and are listed for the user. Only messages older
     than the provider's ``report_lag`` are judged, so a report that is merely late
     cannot cause a second send. Returns how many went back to ``queued``.
@@ -263,17 +263,17 @@ def reconcile_unknown(ctx: RunContext, step: Step) -> int:
             provider.options.get("report_lag", getattr(provider, "report_lag", 300.0))
         )
         cutoff = datetime.now(UTC) - timedelta(seconds=lag)
-        rows = [r for r in all_rows if datetime.fromisoformat(r["created_at"]) <= cutoff]
+        called = {
+            r["phone"]: datetime.fromisoformat(r["sent_at"] or r["created_at"])
+            for r in all_rows
+        }
+        rows = [r for r in all_rows if called[r["phone"]] <= cutoff]
         if not rows:
             continue
-        started = min(datetime.fromisoformat(r["created_at"]) for r in rows)
         query = ReportQuery(
-            since=started - timedelta(minutes=5),
+            since=min(called[r["phone"]] for r in rows) - timedelta(minutes=5),
             until=datetime.now(UTC),
-            sent=[
-                SentRecord(r["phone"], None, datetime.fromisoformat(r["created_at"]))
-                for r in rows
-            ],
+            sent=[SentRecord(r["phone"], None, called[r["phone"]]) for r in rows],
             campaign_code=ctx.campaign.name,
         )
         try:
@@ -283,11 +283,7 @@ def reconcile_unknown(ctx: RunContext, step: Step) -> int:
                 "reconcile.failed", ctx.run_id, step.id, provider=name, reason=str(e)
             )
             continue
-        if (
-            report is None
-            or not report.final
-            or not getattr(provider, "per_recipient_report", False)
-        ):
+        if report is None:  # no complete listing: judge nothing
             continue
         seen = {d.to: d for d in report.deliveries}
         settled = requeued = 0
@@ -326,22 +322,24 @@ def reconcile_unknown(ctx: RunContext, step: Step) -> int:
 
 
 def _read_report(
-    ctx: RunContext, provider: Any, query: ReportQuery, max_polls: int = 20
+    ctx: RunContext, provider: Any, query: ReportQuery, max_pages: int = 1000
 ) -> Report | None:
+    """One complete pass over a paged report (None when it did not complete)."""
     cursor = None
-    report = None
     deliveries: list[Delivery] = []
-    for _ in range(max_polls):
+    for _ in range(max_pages):
         report = retry_read(ctx, partial(provider.report, query, cursor))
         deliveries.extend(report.deliveries)
-        if report.final or not report.more:
-            break
+        if not report.more:
+            return Report(
+                final=report.final,
+                deliveries=tuple(deliveries),
+                counts=report.counts,
+                details=report.details,
+                cursor=report.cursor,
+            )
         cursor = report.cursor
-    if report is None:
-        return None
-    return Report(
-        report.final, tuple(deliveries), report.counts, report.details, report.cursor
-    )
+    return None
 
 
 def retry_read(ctx: RunContext, call: Callable[[], T], attempts: int = 4) -> T:
