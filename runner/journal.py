@@ -514,7 +514,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode: a committed transaction survives a process crash (kill -9);
     # only an OS crash or power loss can lose the last commits.
-    cur.execute("PRAGMA synchronous=NORMAL")
+    # (bench/throughput.py measures the cost of that against OFF on tmpfs)
+    sync = os.environ.get("CAMPAIGN_RUNNER_JOURNAL_SYNC", "NORMAL").upper()
+    cur.execute(
+        f"PRAGMA synchronous={sync if sync in ('OFF', 'NORMAL', 'FULL') else 'NORMAL'}"
+    )
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
