@@ -33,6 +33,7 @@ class RunOptions:
     resume: str | None = None  # run id to resume
     resend_unknown: bool = False
     show_phones: bool = False
+    max_poll_interval: float | None = None  # rehearsals on the sandbox poll faster
 
 
 @dataclass

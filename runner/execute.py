@@ -166,6 +166,9 @@ def run_file(
                     f"run {options.resume!r} belongs to campaign {run['campaign']!r}"
                 )
         urls = None
+        if settings.sandbox and options.now and options.max_poll_interval is None:
+            # a rehearsal: the emulators settle in about a second, so poll briskly
+            options = dataclasses.replace(options, max_poll_interval=settings.settle)
         if settings.sandbox:
             from runner.sandbox.faults import FaultPlan
             from runner.sandbox.launch import start_for

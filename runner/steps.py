@@ -463,7 +463,10 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
     )
     deadline = time.monotonic() + action.timeout.total_seconds()
     min_every = float(getattr(provider, "min_poll_interval", 0.0))
-    every = max(action.every.total_seconds(), min_every)
+    every = action.every.total_seconds()
+    if ctx.options.max_poll_interval is not None:
+        every = min(every, ctx.options.max_poll_interval)
+    every = max(every, min_every)
     cursor: Any = None
     latest: dict[str, Delivery] = {}
     counts: dict[str, float] = {}
