@@ -190,6 +190,14 @@ class Dispatcher:
         slots = threading.BoundedSemaphore(workers * 2)
         writer = self.journal.writer
         last_seq = 0
+        # The first call goes alone: refused credentials then cost one call, not
+        # one per worker, and the step stops after that first answer.
+        first = self.journal.queued(self.run_id, self.step_id, 0, 1)
+        if first and not self._halted():
+            writer.claim(self.run_id, self.step_id, self.name, [first[0][1]])
+            slots.acquire()
+            self._send_one(first[0], slots)
+            last_seq = first[0][0]
         with ThreadPoolExecutor(workers, thread_name_prefix=f"send-{self.name}") as pool:
             while not self._halted():
                 rows = self.journal.queued(
