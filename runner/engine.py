@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from runner import steps as step_impl
 from runner.campaign import Campaign, Step
+from runner.errors import RunnerError
 from runner.eventlog import EventLog
 from runner.journal import Journal
 from runner.providers.base import Provider
@@ -147,6 +148,8 @@ class CampaignRun:
             self._running = True
         try:
             result = self._execute(step)
+        except RunnerError as e:  # bad input met at run time: one line, step failed
+            result = StepResult("failed", str(e))
         except Exception as e:
             result = StepResult("failed", f"internal error: {type(e).__name__}: {e}")
             import logging

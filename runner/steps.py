@@ -111,6 +111,28 @@ def send(ctx: RunContext, step: Step) -> StepResult:
         added = plan(journal, run_id, step.id, primary, _rendered(ctx, action))
         stats = ctx.recipient_stats
         detail = {"planned": True, "recipients": _stats_dict(stats)}
+        for bad in stats.invalid_rows:
+            ctx.log.emit(
+                "recipient.invalid",
+                run_id,
+                step.id,
+                where=bad.location,
+                to=bad.phone,
+                reason=bad.reason,
+            )
+        if ctx.out is not None:
+            counts = _stats_dict(stats)
+            ctx.out.write(
+                f"  recipients: {counts['accepted']} to send ({counts['read']} read, "
+                f"{counts['invalid']} invalid, {counts['duplicates']} duplicates, "
+                f"{counts['excluded']} excluded, {counts['filtered_out']} filtered out)\n"
+            )
+            for bad in stats.invalid_rows:
+                ctx.out.write(f"    skipped {bad.location}: {bad.phone}: {bad.reason}\n")
+            if stats.invalid > len(stats.invalid_rows):
+                ctx.out.write(
+                    f"    ... and {stats.invalid - len(stats.invalid_rows)} more\n"
+                )
         journal.finish_step(run_id, step.id, "running", detail, step.kind)
         ctx.log.emit("step.planned", run_id, step.id, added=added, **_stats_dict(stats))
     if ctx.options.dry_run:
