@@ -1,0 +1,129 @@
+"""``campaign-runner validate``: output lines, JSON, exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runner.cli import main
+from runner.errors import UsageError
+from runner.validate import validate_files
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture
+def cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the case files as the working directory, the secrets set."""
+    for kind in ("valid", "invalid"):
+        shutil.copytree(DATA / kind, tmp_path / kind)
+    monkeypatch.chdir(tmp_path)
+    for var in ("TATANGO_API_KEY", "TELLODY_PASSWORD"):
+        monkeypatch.setenv(var, "x")
+    return tmp_path
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_valid_file_exits_0_with_a_summary(
+    cases: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["validate", "valid/literal_secret.yaml"], capsys)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].startswith("valid/literal_secret.yaml:8:14: providers.sms.api_key: ")
+    assert "warning: a literal secret" in lines[0]
+    assert lines[1] == "valid/literal_secret.yaml: valid (1 warning)"
+
+
+def test_every_problem_of_every_file_and_exit_1(
+    cases: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = [
+        "invalid/unknown_references.yaml",
+        "valid/missing_env.yaml",
+        "invalid/tab_indent.yaml",
+    ]
+    code, out, _ = run(["validate", *files], capsys)
+    assert code == 1
+    lines = out.splitlines()
+    expected = (DATA / "invalid" / "unknown_references.expected").read_text().splitlines()
+    assert lines[: len(expected)] == [f"invalid/{line}" for line in expected]
+    assert "valid/missing_env.yaml: valid (2 warnings)" in lines
+    assert (
+        lines[-1]
+        == "invalid/tab_indent.yaml:5:1: tab character: YAML must be indented with spaces"
+    )
+
+
+def test_json_format(cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        [
+            "validate",
+            "--format",
+            "json",
+            "invalid/duplicate_step_id.yaml",
+            "valid/full.yaml",
+        ],
+        capsys,
+    )
+    assert code == 1
+    report = json.loads(out)
+    assert [(r["path"], r["valid"]) for r in report] == [
+        ("invalid/duplicate_step_id.yaml", False),
+        ("valid/full.yaml", True),
+    ]
+    assert report[0]["problems"] == [
+        {
+            "path": "invalid/duplicate_step_id.yaml",
+            "line": 17,
+            "col": 9,
+            "field": "steps[2].id",
+            "message": "duplicate step id 'blast' (first used on line 13)",
+            "severity": "error",
+        }
+    ]
+    assert {p["severity"] for p in report[1]["problems"]} == {"warning"}
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [("nope.yaml", "nope.yaml: no such file"), ("valid", "valid: is a directory")],
+)
+def test_missing_file_or_directory_is_a_usage_error(
+    cases: Path, capsys: pytest.CaptureFixture[str], arg: str, message: str
+) -> None:
+    code, out, err = run(["validate", "valid/full.yaml", arg], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith(f"campaign-runner: {message}")
+    assert len(err.splitlines()) == 1
+
+
+def test_no_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["validate"], capsys)
+    assert code == 2 and "FILE" in err
+
+
+def test_domain_function_raises_usage_error(cases: Path) -> None:
+    with pytest.raises(UsageError):
+        validate_files(["missing.yaml"], "text", io.StringIO())
+
+
+def test_secrets_never_reach_the_output(
+    cases: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cases / "secret.yaml"
+    text = (cases / "valid" / "literal_secret.yaml").read_text()
+    path.write_text(text.replace("steps:", "stepz:"))
+    for fmt in ("text", "json"):
+        code, out, err = run(["validate", "--format", fmt, str(path)], capsys)
+        assert code == 1
+        assert "0123456789abcdef" not in out + err
