@@ -210,7 +210,7 @@ class StepChecker:
             more = schema.hint(target, list(self.kinds))
             msg = f"unknown step {target!r}"
             self.c.error(path, f"{msg}.{more}" if more else msg)
-        elif send_only and self.kinds[target] != "send":
+        elif send_only and self.kinds[target] not in ("send", ""):  # "": no action
             self.c.error(path, f"step {target!r} is not a send step")
         elif target not in self.ids:
             self.c.error(
@@ -246,7 +246,7 @@ class StepChecker:
             more = schema.hint(target, list(self.kinds))
             msg = f"unknown step {target!r}"
             self.c.error(path, f"{msg}.{more}" if more else msg)
-        elif self.kinds[target] != "send":
+        elif self.kinds[target] not in ("send", ""):
             self.c.error(path, f"step {target!r} is not a send step")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.campaign import CheckCreditsAction, CheckReportAction, SendAction
-from runner.loader import load_campaign
+from runner.loader import load, load_campaign
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGNS = sorted((ROOT / "campaigns").glob("*.yaml"))
@@ -124,3 +124,30 @@ def test_check_jsonschema_accepts_the_examples_offline(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "'list_secret' is a required property" in bad.stdout
+
+
+def test_readme_campaign_snippet_is_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Writing a campaign", 1)[1].split("\n## ", 1)[0]
+    snippet = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "contacts.csv").write_text("phone,name\n+34600000001,Ana\n")
+    (tmp_path / "data" / "optout.txt").write_text("")
+    path = tmp_path / "readme.yaml"
+    path.write_text(snippet)
+    env = {"TATANGO_API_KEY": "k", "TELLODY_PASSWORD": "p"}
+    campaign, warnings = load_campaign(path, env=env)
+    assert warnings == [] and [s.id for s in campaign.steps] == [
+        "credits",
+        "blast",
+        "report",
+    ]
+    # and the sample error line the section shows is exactly what validate prints
+    shown = section.split("example above:\n`", 1)[1].split("`", 1)[0]
+    broken = snippet.replace("{id: blast, send:", "{id: blast, sned:")
+    (tmp_path / "spring.yaml").write_text(broken)
+    monkeypatch.chdir(tmp_path)
+    problems = load(Path("spring.yaml"), env=env).problems
+    assert [p.format() for p in problems] == [shown]
