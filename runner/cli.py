@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner import __version__
-from runner.errors import RunnerError, UsageError
+from runner.errors import RunnerError, UsageError, write_crash_log
 
 log = logging.getLogger("runner")
 
@@ -276,9 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # the one place an unexpected error is caught
-        fd, path = tempfile.mkstemp(prefix="campaign-runner-crash-", suffix=".log")
-        with os.fdopen(fd, "w") as f:
-            traceback.print_exc(file=f)
+        path = write_crash_log()
         print(  # noqa: T201
             f"campaign-runner: internal error: {type(e).__name__}; details in {path}",
             file=sys.stderr,

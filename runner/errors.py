@@ -81,3 +81,18 @@ class JournalError(RunnerError):
 
 class StepFailed(RunnerError):
     """A step ran and its outcome is a failure (check not met, send aborted)."""
+
+
+def write_crash_log() -> str:
+    """Write the current exception's traceback to a private file; return its path.
+
+    People see one line naming the file, never the traceback itself.
+    """
+    import os
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="campaign-runner-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        traceback.print_exc(file=f)
+    return path

@@ -222,6 +222,8 @@ def send(ctx: RunContext, step: Step) -> StepResult:
             "paused", f"outside the sending window, {queued} queued", summary, resume
         )
     text = _send_summary(counts, tally)
+    if not sum(counts.values()):
+        return _result("failed", "no recipient to send to", **summary)
     if queued:
         return _result(
             "failed", f"{text}; {queued} not sent: " + "; ".join(down), **summary
@@ -552,7 +554,8 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
         },
     }
     ctx.log.emit("report.result", ctx.run_id, step.id, **figures)
-    unmet = expectations(action.expect, figures, counts, per_recipient=bool(latest))
+    per_recipient = bool(getattr(provider, "per_recipient_report", False))
+    unmet = expectations(action.expect, figures, counts, per_recipient=per_recipient)
     text = _report_summary(figures, counts)
     if not final:
         unmet.insert(0, f"the report was not final after {action.timeout}")
