@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from runner import steps as step_impl
 from runner.campaign import Campaign, Step
-from runner.errors import RunnerError
+from runner.errors import RunnerError, write_crash_log
 from runner.eventlog import EventLog
 from runner.journal import Journal
 from runner.providers.base import Provider
@@ -150,11 +150,11 @@ class CampaignRun:
             result = self._execute(step)
         except RunnerError as e:  # bad input met at run time: one line, step failed
             result = StepResult("failed", str(e))
-        except Exception as e:
-            result = StepResult("failed", f"internal error: {type(e).__name__}: {e}")
-            import logging
-
-            logging.getLogger(__name__).exception("step %s crashed", step.id)
+        except Exception as e:  # one step's bug must end the run cleanly
+            path = write_crash_log()
+            result = StepResult(
+                "failed", f"internal error: {type(e).__name__}; details in {path}"
+            )
         finally:
             with self._lock:
                 self._running = False
