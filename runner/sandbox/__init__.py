@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from runner.sandbox.mailup import MailUpEmulator
 from runner.sandbox.server import Emulator, Sandbox
+from runner.sandbox.tatango import TatangoEmulator
+from runner.sandbox.tellody import TellodyEmulator
 
 EMULATORS: dict[str, type[Emulator]] = {
     "mailup": MailUpEmulator,
+    "tatango": TatangoEmulator,
+    "tellody": TellodyEmulator,
 }
 
 __all__ = ["EMULATORS", "Emulator", "Sandbox"]
