@@ -20,7 +20,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -169,7 +169,8 @@ class Tatango(Provider):
             path = f"/momt_reports/{quote(cursor.report_id, safe='')}"
             data = self._call("GET", path)
         else:
-            body = {"date_from": _iso(query.since), "date_to": _iso(query.until)}
+            # whole seconds, as the documents write them, widened to cover the window
+            body = {"date_from": _iso(query.since), "date_to": _iso(query.until, up=True)}
             hook = query.options.get("webhook_callback_url") or self.options.get(
                 "webhook_callback_url"
             )
@@ -294,8 +295,10 @@ def _shape(what: str, data: Any) -> CallError:
     return CallError(ErrorKind.PROTOCOL, "protocol", f"{what}: unexpected shape ({keys})")
 
 
-def _iso(when: datetime) -> str:
-    """ISO 8601 with its offset (naive datetimes are UTC), as the documents write it."""
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat(
-        timespec="seconds"
-    )
+def _iso(when: datetime, *, up: bool = False) -> str:
+    """ISO 8601 in whole seconds with the offset (naive datetimes are UTC); ``up``
+    rounds a fraction up, so an end bound still covers its last second."""
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if up and when.microsecond:
+        when += timedelta(seconds=1)
+    return when.replace(microsecond=0).isoformat()

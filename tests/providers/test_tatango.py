@@ -405,6 +405,22 @@ def test_report_completes_after_several_polls_with_counts(sandbox: Sandbox) -> N
         assert sorted(line.split(",")[0] for line in csv[1:]) == ["MO", "MT", "MT"]
 
 
+def test_report_window_covers_the_fractions_of_its_seconds(env: Env) -> None:
+    p = env.provider()
+    env.clock.advance(0.5)
+    assert p.send(msg()).accepted  # at T0 + 0.5, inside a window ending at T0 + 0.6
+    query = ReportQuery(since=when(T0 + 0.2), until=when(T0 + 0.6))
+    report = p.report(query)
+    while not report.final:
+        report = p.report(query, report.cursor)
+    assert report.counts["mt_count"] == 1
+    body = json.loads(env.calls("/momt_reports")[0].body)
+    assert (body["date_from"], body["date_to"]) == (
+        "2023-11-14T22:13:20+00:00",
+        "2023-11-14T22:13:21+00:00",
+    )
+
+
 def test_report_passes_the_webhook_from_options_or_the_step(env: Env) -> None:
     query = ReportQuery(since=when(T0), until=when(T0 + 1))
     env.provider().report(query)
