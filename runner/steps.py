@@ -22,8 +22,10 @@ from runner.campaign import (
     Step,
 )
 from runner.providers.base import (
+    CallError,
     Delivery,
     DeliveryStatus,
+    ErrorKind,
     ProviderCallError,
     Report,
     ReportQuery,
@@ -301,7 +303,7 @@ def reconcile_unknown(ctx: RunContext, step: Step) -> int:
             campaign_code=ctx.campaign.name,
         )
         try:
-            report = _read_report(ctx, provider, query)
+            report = _read_report(ctx, name, provider, query)
         except ProviderCallError as e:
             ctx.log.emit(
                 "reconcile.failed", ctx.run_id, step.id, provider=name, reason=str(e)
@@ -346,13 +348,13 @@ def reconcile_unknown(ctx: RunContext, step: Step) -> int:
 
 
 def _read_report(
-    ctx: RunContext, provider: Any, query: ReportQuery, max_pages: int = 1000
+    ctx: RunContext, name: str, provider: Any, query: ReportQuery, max_pages: int = 1000
 ) -> Report | None:
     """One complete pass over a paged report (None when it did not complete)."""
     cursor = None
     deliveries: list[Delivery] = []
     for _ in range(max_pages):
-        report = retry_read(ctx, partial(provider.report, query, cursor))
+        report = retry_read(ctx, name, partial(provider.report, query, cursor))
         deliveries.extend(report.deliveries)
         if not report.more:
             return Report(
@@ -366,9 +368,20 @@ def _read_report(
     return None
 
 
-def retry_read(ctx: RunContext, call: Callable[[], T], attempts: int = 4) -> T:
-    """Read-only calls (report, balance) are safe to retry on transient errors."""
+def retry_read(
+    ctx: RunContext, provider: str, call: Callable[[], T], attempts: int = 4
+) -> T:
+    """Read-only calls (report, balance) are safe to retry on transient errors.
+
+    Each attempt takes a slot of the provider's rate limiter, shared with any send
+    in progress, so polls and sends together stay under the provider's ceiling.
+    """
+    limiter = ctx.limiters.get(provider)
     for attempt in range(1, attempts + 1):
+        if limiter is not None and not limiter.acquire(ctx.stop):
+            raise ProviderCallError(
+                CallError(ErrorKind.TRANSIENT, "stopped", "interrupted")
+            )
         try:
             return call()
         except ProviderCallError as e:
@@ -420,7 +433,7 @@ def check_credits(ctx: RunContext, step: Step) -> StepResult:
             "succeeded", f"dry run: would require {minimum:g} credits", min=minimum
         )
     try:
-        balance = retry_read(ctx, provider.balance)
+        balance = retry_read(ctx, action.provider, provider.balance)
     except ProviderCallError as e:
         return _result("failed", f"cannot read the balance: {e.error}", min=minimum)
     ctx.log.emit(
@@ -478,6 +491,8 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
         if r["status"] == "sent" and r["provider"] == action.provider
     ]
     send_failed = sum(1 for r in rows if r["status"] == "failed")
+    # the step's own figure: every message it sent, through whichever provider
+    sent_total = sum(1 for r in rows if r["status"] == "sent")
     query = ReportQuery(
         since=since,
         until=max(until, datetime.now(UTC)),
@@ -500,7 +515,9 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
     while True:
         polls += 1
         try:
-            report = retry_read(ctx, partial(provider.report, query, cursor))
+            report = retry_read(
+                ctx, action.provider, partial(provider.report, query, cursor)
+            )
         except ProviderCallError as e:
             return _result("failed", f"report failed: {e.error}", polls=polls)
         for d in report.deliveries:
@@ -541,7 +558,7 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
     figures: dict[str, Any] = {
         "polls": polls,
         "final": final,
-        "sent": len(sent),
+        "sent": sent_total,
         "delivered": statuses.get(DeliveryStatus.DELIVERED, 0),
         "delivery_failed": statuses.get(DeliveryStatus.FAILED, 0),
         "pending": statuses.get(DeliveryStatus.PENDING, 0),
