@@ -6,12 +6,14 @@ The registry mirrors ``runner.providers.PROVIDERS``: YAML ``type:`` -> emulator 
 from __future__ import annotations
 
 from runner.sandbox.mailup import MailUpEmulator
+from runner.sandbox.ogangi import OgangiEmulator
 from runner.sandbox.server import Emulator, Sandbox
 from runner.sandbox.tatango import TatangoEmulator
 from runner.sandbox.tellody import TellodyEmulator
 
 EMULATORS: dict[str, type[Emulator]] = {
     "mailup": MailUpEmulator,
+    "ogangi": OgangiEmulator,
     "tatango": TatangoEmulator,
     "tellody": TellodyEmulator,
 }
