@@ -15,10 +15,11 @@ from datetime import date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from jinja2.runtime import new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from runner.errors import TemplateError
-from runner.smsenc import Segmentation, segment
+from runner.smsenc import GSM7, GSM7_BASIC, GSM7_EXTENSION, UCS2, Segmentation, segment
 
 if TYPE_CHECKING:
     from runner.campaign import Campaign, Template
@@ -108,16 +109,35 @@ def make_environment(tz: tzinfo) -> SandboxedEnvironment:
         auto_reload=False,
     )
 
-    def fmt_datetime(value: object, fmt: str = DEFAULT_DATETIME) -> str:
-        return _as_datetime(value, tz).strftime(fmt)
-
-    def fmt_date(value: object, fmt: str = DEFAULT_DATE) -> str:
-        return _as_datetime(value, tz).strftime(fmt)
-
     env.filters.update(
-        first_name=first_name, datetime=fmt_datetime, date=fmt_date, gsm=gsm
+        first_name=first_name,
+        datetime=_formatter(tz, DEFAULT_DATETIME),
+        date=_formatter(tz, DEFAULT_DATE),
+        gsm=gsm,
     )
     return env
+
+
+def _formatter(tz: tzinfo, default: str) -> Callable[..., str]:
+    """A date formatting filter; results are memoised, as most messages format
+    the same few values (``now``, a campaign deadline)."""
+    cache: dict[tuple[object, str], str] = {}
+
+    def format_date(value: object, fmt: str = default) -> str:
+        key = (value, fmt)
+        try:
+            return cache[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable: not a date anyway, let it fail below
+            return _as_datetime(value, tz).strftime(fmt)
+        text = _as_datetime(value, tz).strftime(fmt)
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[key] = text
+        return text
+
+    return format_date
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +175,7 @@ class Renderer:
         self.env = make_environment(campaign.timezone)
         tz = campaign.timezone
         self.now = datetime.now(tz) if now is None else _to_tz(now, tz)
+        self._globals = dict(self.env.globals)  # range, dict, namespace...
         self._base: dict[str, Any] = {
             "vars": campaign.vars,
             "campaign": campaign.name,
@@ -169,7 +190,8 @@ class Renderer:
     def context(self, recipient: Recipient) -> dict[str, Any]:
         """Template variables: the recipient's fields, then ``vars``, ``campaign``,
         ``now`` and ``recipient`` (those names win over a field of the same name)."""
-        ctx = dict(recipient.fields)
+        ctx = self._globals.copy()
+        ctx.update(recipient.fields)
         ctx.update(self._base)
         ctx["recipient"] = recipient.fields
         return ctx
@@ -180,12 +202,16 @@ class Renderer:
         if compiled is None:
             raise TemplateError(f"no template named {template!r}")
         try:
-            text = compiled.pick(recipient).render(self.context(recipient))
+            t = compiled.pick(recipient)
+            # Template.render() copies the environment globals (a ChainMap) into
+            # every context, a third of the time of a short text; ours has them.
+            ctx = new_context(self.env, t.name, t.blocks, self.context(recipient), True)
+            text = "".join(t.root_render_func(ctx))
         except (jinja2.TemplateError, *_DATA_ERRORS) as e:
             raise TemplateError(
                 f"template {template!r} {describe(e)} for {where(recipient)}"
             ) from e
-        seg = segment(text)
+        seg = count_segments(text)
         if seg.segments > self._max_segments:
             chars = f", because of {_quote(seg.non_gsm)}" if seg.non_gsm else ""
             raise TemplateError(
@@ -254,6 +280,43 @@ class _Compiled:
                 f"default, for {where(recipient)}"
             )
         return chosen
+
+
+_EXTENSION = "".join(sorted(GSM7_EXTENSION))
+_NOT_GSM = re.compile(f"[^{re.escape(''.join(sorted(GSM7_BASIC)) + _EXTENSION)}]")
+_IN_EXTENSION = re.compile(f"[{re.escape(_EXTENSION)}]")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def count_segments(text: str) -> Segmentation:
+    """``smsenc.segment`` with the single-segment cases done by C-level regex scans.
+
+    Same result (tests/test_templating.py compares them); ~4x faster per message.
+    """
+    found = _NOT_GSM.findall(text)
+    if not found:
+        septets = len(text) + len(_IN_EXTENSION.findall(text))
+        if septets <= 160:
+            return _one_segment(GSM7, septets, ())
+    else:
+        units = len(text) + len(_ASTRAL.findall(text))
+        if units <= 70:
+            return _one_segment(UCS2, units, tuple(dict.fromkeys(found)))
+    return segment(text)
+
+
+_SEGMENTATIONS: dict[tuple[str, int, tuple[str, ...]], Segmentation] = {}
+
+
+def _one_segment(encoding: str, units: int, non_gsm: tuple[str, ...]) -> Segmentation:
+    # immutable and few distinct values: shared instead of built per message
+    key = (encoding, units, non_gsm)
+    seg = _SEGMENTATIONS.get(key)
+    if seg is None:
+        if len(_SEGMENTATIONS) >= 4096:
+            _SEGMENTATIONS.clear()
+        seg = _SEGMENTATIONS[key] = Segmentation(encoding, units, 1, non_gsm)
+    return seg
 
 
 def where(recipient: Recipient) -> str:
