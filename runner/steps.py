@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from runner.engine import RunContext, StepResult
 
 T = TypeVar("T")
+READ_RETRYABLE = frozenset(
+    {ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED, ErrorKind.PROTOCOL}
+)
 
 
 def _result(status: str, message: str = "", **detail: Any) -> StepResult:
@@ -369,7 +372,7 @@ def _read_report(
 
 
 def retry_read(
-    ctx: RunContext, provider: str, call: Callable[[], T], attempts: int = 4
+    ctx: RunContext, provider: str, call: Callable[[], T], attempts: int = 6
 ) -> T:
     """Read-only calls (report, balance) are safe to retry on transient errors.
 
@@ -385,7 +388,13 @@ def retry_read(
         try:
             return call()
         except ProviderCallError as e:
-            if not e.error.retryable or attempt == attempts or ctx.stop.is_set():
+            # a read changes nothing at the provider: whatever it may have done, a
+            # transient, rate-limited or garbled answer is worth asking again
+            if (
+                e.error.kind not in READ_RETRYABLE
+                or attempt == attempts
+                or ctx.stop.is_set()
+            ):
                 raise
             delay = min(30.0, e.error.retry_after or 0.5 * 2 ** (attempt - 1))
             ctx.stop.wait(delay)

@@ -106,7 +106,10 @@ class StandaloneSandbox:
         def apply(data: dict[str, Any]) -> None:
             for name, urls in self.urls.items():
                 data["providers"][name].update(urls)
-                data["providers"][name]["report_lag"] = 0
+                if data["providers"][name]["type"] == "mailup":
+                    data["providers"][name]["report_lag"] = (
+                        0  # the emulator is never late
+                    )
 
         edit(campaign, apply)
 
