@@ -72,6 +72,44 @@ def schema(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "preview",
+    arg("file", metavar="FILE", help="the campaign file"),
+    arg("--step", metavar="ID", help="only this send step (default: every send step)"),
+    arg("--limit", type=int, default=10, help="messages shown in the table (default 10)"),
+    arg(
+        "--format",
+        choices=("text", "json", "csv"),
+        default="text",
+        help="text: table and summary; json or csv: every message, for other tools",
+    ),
+    arg(
+        "--output",
+        metavar="FILE",
+        help="file for --format json/csv (default stdout; the summary goes to stderr)",
+    ),
+    arg("--show-phones", action="store_true", help="full phone numbers, not masked"),
+)
+def preview(args: argparse.Namespace) -> int:
+    """Render every message of a campaign without sending anything; count segments.
+
+    Exit status: 0 every message renders, 1 a recipient's text cannot be
+    rendered (reasons listed), 2 invalid campaign or usage.
+    """
+    from runner.preview import preview_file
+
+    return preview_file(
+        Path(args.file),
+        step=args.step,
+        limit=args.limit,
+        fmt=args.format,
+        output=args.output,
+        show_phones=args.show_phones,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
 STATE_ARGS = (
     arg(
         "--state",

@@ -13,6 +13,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from runner import batch
@@ -49,7 +51,9 @@ class _Tally:
     by_encoding: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     failures: list[str] = field(default_factory=list)
-    forced_ucs2: int = 0  # UCS-2 messages due to only a few non-GSM characters
+    source: str = ""  # the template's text(s), to tell its characters from data's
+    by_text: int = 0  # UCS-2 messages due to a few non-GSM characters in the text
+    by_data: int = 0  # ... only in the recipient's data
     culprits: Counter[str] = field(default_factory=Counter)
     shown: list[tuple[str, Message]] = field(default_factory=list)
 
@@ -64,7 +68,10 @@ class _Tally:
         self.segments += segments
         self.by_encoding[encoding] += 1
         if encoding == UCS2 and len(non_gsm) <= FEW_NON_GSM:
-            self.forced_ucs2 += 1
+            if any(ch in self.source for ch in non_gsm):
+                self.by_text += 1
+            else:
+                self.by_data += 1
             self.culprits.update(non_gsm)
 
     def totals(self) -> SendTotals:
@@ -149,7 +156,7 @@ def preview(
         return 0
     writing = fmt if output is not None and fmt != "text" else "text"
     job = batch.Job(campaign, tuple(t for _, t in steps), writing, show_phones, steps)
-    tallies = [_Tally(s, t) for s, t in steps]
+    tallies = [_Tally(s, t, source=_template_text(campaign, t)) for s, t in steps]
     stats = RecipientStats()
     written = 0
     if writing == "csv":
@@ -171,7 +178,7 @@ def preview(
         if writing == "json":
             sink.write("\n]\n" if written else "[]\n")
         sink.flush()
-    for t in tallies:
+    for t in tallies if limit else []:
         out.write(f"step {t.step} (template {t.template}):\n")
         _table(t.shown, out)
     _summary(campaign, tallies, stats, out)
@@ -215,9 +222,10 @@ def _summary(
         )
     warned: set[str] = set()
     for t in tallies:
-        if t.forced_ucs2 and t.template not in warned:
+        if t.culprits and t.template not in warned:
             warned.add(t.template)
-            out.write(f"warning: {_ucs2_warning(campaign, t)}\n")
+            for line in _ucs2_warnings(campaign, t):
+                out.write(f"warning: {line}\n")
     if stats.invalid:
         out.write(f"\ninvalid recipients ({stats.invalid:,}, skipped):\n")
         for bad in stats.invalid_rows:
@@ -233,19 +241,76 @@ def _summary(
                 out.write(f"  ... and {t.failed - len(t.failures):,} more\n")
 
 
-def _ucs2_warning(campaign: Campaign, t: _Tally) -> str:
-    """Which characters made messages UCS-2, and whether the template or the data."""
-    template = campaign.templates.get(t.template)
-    source = ""
-    if template is not None:
-        source = (template.text or "") + "".join((template.variants or {}).values())
+def _template_text(campaign: Campaign, name: str) -> str:
+    template = campaign.templates.get(name)
+    if template is None:
+        return ""
+    return (template.text or "") + "".join((template.variants or {}).values())
+
+
+def _ucs2_warnings(campaign: Campaign, t: _Tally) -> list[str]:
+    """Which few characters made messages UCS-2: in the template text, or in data."""
+    in_text = [ch for ch, _ in t.culprits.most_common() if ch in t.source]
+    in_data = [ch for ch, _ in t.culprits.most_common() if ch not in t.source]
+    lead = f"template {t.template!r}:"
+    cost = "(70 characters a segment, not 160)"
+    lines = []
+    if t.by_text:
+        lines.append(
+            f"{lead} {t.by_text:,} of {t.messages:,} messages are UCS-2 {cost} because "
+            f"its text has {_names(in_text)}"
+        )
+    if t.by_data:
+        lines.append(
+            f"{lead} {t.by_data:,} of {t.messages:,} messages are UCS-2 {cost} because "
+            f"of {_names(in_data)} in recipient data (the gsm filter replaces "
+            "typographic quotes and dashes in a value)"
+        )
+    return lines
+
+
+def _names(chars: list[str]) -> str:
     named = []
-    for ch, _ in t.culprits.most_common(5):
+    for ch in chars[:5]:
         name = unicodedata.name(ch, "")
-        where = "in the template" if ch in source else "from recipient data"
-        named.append(f"{ch!r} (U+{ord(ch):04X}{' ' + name if name else ''}) {where}")
-    return (
-        f"template {t.template!r}: {t.forced_ucs2:,} of {t.messages:,} messages are "
-        f"UCS-2 (70 characters a segment, not 160) only because of "
-        f"{', '.join(named)} (the gsm filter replaces typographic quotes and dashes)"
+        named.append(f"{ch!r} (U+{ord(ch):04X}{' ' + name if name else ''})")
+    more = f" and {len(chars) - 5} more" if len(chars) > 5 else ""
+    return ", ".join(named) + more
+
+
+def preview_file(
+    path: Path,
+    *,
+    step: str | None,
+    limit: int,
+    fmt: str,
+    output: str | None,
+    show_phones: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """The ``preview`` command: load the campaign, then :func:`preview` it.
+
+    Messages in json/csv go to ``output`` (a path, ``-`` or None for stdout, in
+    which case the table and summary go to ``err``).
+    """
+    from runner.loader import load_campaign
+
+    if limit < 0:
+        raise UsageError("--limit must be 0 or more")
+    if output is not None and fmt == "text":
+        raise UsageError("--output needs --format json or csv")
+    campaign, _ = load_campaign(path)
+    run = partial(
+        preview, campaign, limit=limit, fmt=fmt, show_phones=show_phones, step=step
     )
+    if fmt == "text":
+        return run(output=None, out=out)
+    if output is None or output == "-":
+        return run(output=out, out=err)
+    try:
+        sink = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as e:
+        raise UsageError(f"--output {output}: {e.strerror or e}") from None
+    with sink:
+        return run(output=sink, out=out)

@@ -259,6 +259,6 @@ def iter_recipients(
 def _display(campaign: Campaign, path: Path) -> str:
     """A path relative to the campaign's folder when it is inside it."""
     try:
-        return str(path.relative_to(campaign.base_dir))
-    except ValueError:
+        return str(path.resolve().relative_to(campaign.base_dir.resolve()))
+    except (ValueError, OSError):
         return str(path)

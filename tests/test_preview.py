@@ -1,0 +1,312 @@
+"""preview: the table, the summary, every message as JSON/CSV, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import threading
+from pathlib import Path
+
+import pytest
+from campaignkit import make_campaign
+
+from runner import batch
+from runner.campaign import Template
+from runner.cli import main
+from runner.preview import preview, send_totals
+
+PROMO = Template(
+    "promo",
+    variants={
+        "es": "Hola {{ name | first_name }}, tu código {{ vars.code }}. Baja: STOP",
+        "en": "Hi {{ name | first_name }}, your code is {{ vars.code }}. STOP to end",
+    },
+    variant_by="lang",
+    default="en",
+)
+
+
+def run(campaign, **kw) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    out, messages = io.StringIO(), io.StringIO()
+    options = {"limit": 10, "fmt": "text", "output": None, "show_phones": False}
+    options.update(kw)
+    if options["fmt"] != "text":
+        options["output"] = messages
+    code = preview(campaign, out=out, **options)  # type: ignore[arg-type]
+    return code, out.getvalue(), messages.getvalue()
+
+
+def test_table_summary_and_invalid_rows() -> None:
+    campaign = make_campaign(
+        file="bom_semicolon.csv",
+        templates={"promo": PROMO},
+        vars={"code": "SPRING"},
+        exclude=(Path("optout.txt"),),
+    )
+    code, out, _ = run(campaign, limit=3)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[:5] == [
+        "step blast (template promo):",
+        "  PHONE         ENC    SEG  TEXT",
+        "  +34*****5678  UCS-2    1  Hola José, tu código SPRING. Baja: STOP",
+        "  +34*****5679  UCS-2    1  Hi Zoë, your code is SPRING. STOP to end",
+        "  +34*****5680  UCS-2    1  Hola María-Luisa, tu código SPRING. Baja: STOP",
+    ]
+    assert (
+        "recipients: 12 read, 4 invalid, 1 duplicates, 1 excluded, 0 filtered out, "
+        "6 accepted"
+    ) in lines
+    # ó (the Spanish text), ë, 李, 😀 are not GSM-7: only Oliver's text is
+    assert "step blast: 6 messages, 6 segments (GSM-7 1, UCS-2 5), 0 failed" in lines
+    assert "invalid recipients (4, skipped):" in lines
+    assert (
+        "  bom_semicolon.csv:13: +44********0123 not a valid number for region GB"
+        in lines
+    )
+
+
+def test_ucs2_warning_names_the_character_and_where_it_is() -> None:
+    inline = [
+        {"phone": "+34612345678", "name": "Ana"},
+        {"phone": "+34612345679", "name": "Bo 😀"},
+        {"phone": "+34612345670", "name": "Ζωή Παπαδοπούλου"},  # Greek: naturally UCS-2
+    ]
+    campaign = make_campaign(inline=inline, templates={"t": "It’s {{ name }}'s day"})
+    _, out, _ = run(campaign)
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: template 't': 2 of 3 messages are UCS-2 (70 characters a segment, "
+        "not 160) because its text has '’' (U+2019 RIGHT SINGLE QUOTATION MARK)"
+    ]
+    campaign = make_campaign(inline=inline, templates={"t": "It's {{ name }}'s day"})
+    _, out, _ = run(campaign)
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert "1 of 3 messages are UCS-2" in warnings[0]
+    assert "'😀' (U+1F600 GRINNING FACE) in recipient data" in warnings[0]
+
+
+def test_render_failures_exit_1_with_reasons() -> None:
+    inline = [{"phone": "+34612345678", "name": "Ana"}, {"phone": "+34612345679"}]
+    campaign = make_campaign(inline=inline, templates={"t": "Hi {{ name }}"})
+    code, out, messages = run(campaign, fmt="json")
+    assert code == 1
+    assert "step blast: 1 messages, 1 segments (GSM-7 1), 1 failed" in out
+    assert (
+        "  template 't' undefined variable 'name' for inline row 2 (+34*****5679)"
+    ) in out.splitlines()
+    records = json.loads(messages)
+    assert [r["error"] for r in records] == [
+        None,
+        "template 't' undefined variable 'name' for inline row 2 (+34*****5679)",
+    ]
+    assert records[0] == {
+        "step": "blast",
+        "template": "t",
+        "phone": "+34*****5678",
+        "source": "inline",
+        "line": 1,
+        "encoding": "GSM-7",
+        "units": 6,
+        "segments": 1,
+        "text": "Hi Ana",
+        "error": None,
+    }
+
+
+def test_csv_output_quotes_like_the_csv_module() -> None:
+    inline = [
+        {"phone": "+34612345678", "t": 'a "quoted", text'},
+        {"phone": "+34612345679", "t": "two\nlines"},
+        {"phone": "+34612345670", "t": "plain"},
+    ]
+    campaign = make_campaign(inline=inline, templates={"m": "{{ t }}"})
+    code, _, messages = run(campaign, fmt="csv", show_phones=True)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(messages)))
+    assert [(r["phone"], r["text"]) for r in rows] == [
+        ("+34612345678", 'a "quoted", text'),
+        ("+34612345679", "two\nlines"),
+        ("+34612345670", "plain"),
+    ]
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow(batch.COLUMNS)
+    for r in rows:
+        writer.writerow(r.values())
+    assert messages == expected.getvalue()
+
+
+def test_every_send_step_or_one() -> None:
+    templates = {"a": "first {{ name }}", "b": "second {{ name }}"}
+    campaign = make_campaign(
+        inline=[{"phone": "+34612345678", "name": "Ana"}],
+        templates=templates,
+        sends={"one": "a", "two": "b"},
+    )
+    _, out, messages = run(campaign, fmt="json")
+    assert "step one: 1 messages" in out and "step two: 1 messages" in out
+    assert [r["text"] for r in json.loads(messages)] == ["first Ana", "second Ana"]
+    _, out, _ = run(campaign, step="two")
+    assert "step one" not in out and "second Ana" in out
+
+
+def test_send_totals_agree_with_preview() -> None:
+    campaign = make_campaign(
+        file="bom_semicolon.csv", templates={"promo": PROMO}, vars={"code": "SPRING"}
+    )
+    totals = send_totals(campaign, "promo")
+    # every text is short: one segment each
+    assert (totals.messages, totals.segments, totals.failures) == (7, 7, 0)
+    assert dict(totals.by_encoding) == {"GSM-7": 1, "UCS-2": 6}
+    _, out, _ = run(campaign)
+    assert "step blast: 7 messages, 7 segments (GSM-7 1, UCS-2 6), 0 failed" in out
+
+
+def big_campaign(tmp_path: Path, rows: int):  # type: ignore[no-untyped-def]
+    rng = random.Random(5)
+    lines = ["phone,name,lang,note"]
+    for i in range(rows):
+        k = rng.random()
+        if k < 0.02:
+            phone = "12345"  # invalid
+        elif k < 0.05:
+            phone = f"+3461200{rng.randrange(100):04d}"  # duplicates
+        else:
+            phone = f"+346{rng.randrange(10**8):08d}"
+        note = '"multi\nline, ""quoted"""' if i % 97 == 0 else "x"
+        lines.append(f"{phone},Name {i},{rng.choice(['es', 'en', 'fr'])},{note}")
+    (tmp_path / "big.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "optout.txt").write_text("+34612000001\n+34612000002\n", encoding="utf-8")
+    return make_campaign(
+        base=tmp_path,
+        file="big.csv",
+        templates={"promo": PROMO, "plain": "{{ name }} {{ note }}"},
+        sends={"a": "promo", "b": "plain"},
+        vars={"code": "X"},
+        exclude=(Path("optout.txt"),),
+        where="lang != 'fr' or name.endswith('7')",
+    )
+
+
+def test_worker_processes_give_the_same_result_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if threading.active_count() > 1:
+        pytest.skip("worker processes are not forked while threads run")
+    monkeypatch.setattr(
+        batch, "CHUNK_LINES", 300
+    )  # many chunks, records split over lines
+    campaign = big_campaign(tmp_path, 4000)
+    one = run(campaign, fmt="csv", workers=1)
+    two = run(campaign, fmt="csv", workers=2)
+    assert one == two
+    assert one[1].count("\n") > 10 and one[2].count("\n") > 4000
+
+
+def test_dedup_keeps_the_first_row_across_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if threading.active_count() > 1:
+        pytest.skip("worker processes are not forked while threads run")
+    monkeypatch.setattr(batch, "CHUNK_LINES", 2)
+    rows = ["phone,name"] + [f"+3461234567{i % 3},n{i}" for i in range(9)]
+    (tmp_path / "r.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    campaign = make_campaign(base=tmp_path, file="r.csv", templates={"t": "{{ name }}"})
+    _, out, messages = run(campaign, fmt="csv", workers=2)
+    assert [r["text"] for r in csv.DictReader(io.StringIO(messages))] == [
+        "n0",
+        "n1",
+        "n2",
+    ]
+    assert "9 read, 0 invalid, 6 duplicates" in out
+
+
+# -- the command ---------------------------------------------------------------------
+
+CAMPAIGN = """\
+version: 1
+name: pickup
+timezone: America/Chicago
+default_region: US
+providers:
+  tatango:
+    type: tatango
+    email: ops@example.com
+    api_key: ${TATANGO_API_KEY}
+recipients:
+  inline:
+    - {phone: "(202) 555-0143", name: Ana Lopez}
+    - {phone: "+1 202 555 0144", name: Bob}
+    - {phone: "555", name: Nobody}
+templates:
+  ready: "Hi {{ name | first_name }}, your order is ready."
+steps:
+  - id: notify
+    send:
+      provider: tatango
+      template: ready
+"""
+
+
+@pytest.fixture
+def campaign_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pickup.yaml"
+    path.write_text(CAMPAIGN, encoding="utf-8")
+    return path
+
+
+def test_command_text(campaign_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["preview", str(campaign_file)]) == 0
+    out = capsys.readouterr().out
+    assert "  +1******0143  GSM-7    1  Hi Ana, your order is ready." in out
+    assert "inline row 3: *** too short" in out
+
+
+def test_command_csv_to_stdout_keeps_the_summary_apart(
+    campaign_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["preview", str(campaign_file), "--format", "csv", "--show-phones"]) == 0
+    captured = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(captured.out)))
+    assert [r["phone"] for r in rows] == ["+12025550143", "+12025550144"]
+    assert "2 accepted" in captured.err
+
+
+def test_command_output_file(campaign_file: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    args = ["preview", str(campaign_file), "--format", "json", "--output", str(target)]
+    assert main(args) == 0
+    assert [r["text"] for r in json.loads(target.read_text(encoding="utf-8"))] == [
+        "Hi Ana, your order is ready.",
+        "Hi Bob, your order is ready.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--output", "x.csv"], "--output needs --format json or csv"),
+        (["--step", "nope"], "no send step 'nope' in pickup (send steps: notify)"),
+        (["--limit", "-1"], "--limit must be 0 or more"),
+        (["--format", "csv", "--output", "/nonexistent/x.csv"], "--output /nonexistent"),
+    ],
+)
+def test_command_usage_errors_exit_2(
+    campaign_file: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["preview", str(campaign_file), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_command_invalid_campaign_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(CAMPAIGN.replace("name: pickup", "name: [oops]"), encoding="utf-8")
+    assert main(["preview", str(path)]) == 2
+    assert "bad.yaml:2:" in capsys.readouterr().err
