@@ -160,13 +160,7 @@ class Ogangi(Provider):
                     f"provider {config.name!r}: option {name} must be one of "
                     + ", ".join(allowed)
                 )
-        try:
-            self.keyword = re.compile(str(self._opt("mo_keyword")), re.I | re.S)
-        except re.error as e:
-            raise ProviderError(
-                f"provider {config.name!r}: option mo_keyword is not a valid "
-                f"regular expression ({e})"
-            ) from None
+        self.keyword = self._regex(str(self._opt("mo_keyword")))
         self.mo_zone = self._zone()
         self._public = str(self.options.get("public_key") or "")
         self._private = str(self.options.get("private_key") or "")
@@ -292,9 +286,13 @@ class Ogangi(Provider):
         """The replies to a send step: every page of MO messages (oldest first),
         at most ``mo_pages_per_poll`` per poll, counted by the recipient they came
         from. Counts: ``replies`` (messages), ``repliers`` and ``optouts``
-        (distinct recipients; an opt-out matches mo_keyword). Final once the last
-        page is read; no per-recipient delivery statuses (Ogangi has none).
+        (distinct recipients; an opt-out matches mo_keyword, which the step's
+        ``options`` may override). Final once the last page is read; no
+        per-recipient delivery statuses (Ogangi has none).
         """
+        keyword = self.keyword
+        if query.options.get("mo_keyword"):
+            keyword = self._regex(str(query.options["mo_keyword"]))
         ours = {_digits(s.to) for s in query.sent}
         ours.discard("")
         state = (
@@ -322,14 +320,12 @@ class Ogangi(Provider):
                     continue
                 replies += 1
                 repliers.add(who)
-                if self.keyword.fullmatch(mo.text.strip()):
+                if keyword.fullmatch(mo.text.strip()):
                     optouts.add(who)
             done = (page - int(self._opt("mo_first_page")) + 1) * per_page
             page += 1
-            if not items or len(items) < per_page or done >= total:
-                last = True
-                break
-            if page > _MAX_PAGES:
+            last = not items or len(items) < per_page or done >= total
+            if last or page > _MAX_PAGES:
                 last = True
                 break
         state = ReportCursor(page, replies, frozenset(repliers), frozenset(optouts), read)
@@ -507,6 +503,15 @@ class Ogangi(Provider):
     def _opt(self, name: str) -> Any:
         value = self.options.get(name)
         return DEFAULTS.get(name) if value is None or value == "" else value
+
+    def _regex(self, pattern: str) -> re.Pattern[str]:
+        try:
+            return re.compile(pattern, re.I | re.S)
+        except re.error as e:
+            raise ProviderError(
+                f"provider {self.config.name!r}: option mo_keyword is not a valid "
+                f"regular expression ({e})"
+            ) from None
 
     def _zone(self) -> ZoneInfo | None:
         name = self._opt("mo_timezone")

@@ -5,6 +5,7 @@ truncated XML, 5xx variants, hostile XML)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -762,6 +763,10 @@ def test_custom_opt_out_keyword(env: Env) -> None:
     )
     report = env.provider(mo_keyword="^(CANCELAR).*").report(query)
     assert report.counts["optouts"] == 1
+    both = dataclasses.replace(query, options={"mo_keyword": "^(CANCELAR|STOP).*"})
+    assert env.provider().report(both).counts["optouts"] == 2  # the step's own
+    with pytest.raises(ProviderError, match="mo_keyword"):
+        env.provider().report(dataclasses.replace(query, options={"mo_keyword": "(x"}))
 
 
 # -- the emulator on its own -----------------------------------------------------------
