@@ -267,6 +267,79 @@ def sandbox(args: argparse.Namespace) -> int:
     )
 
 
+@command(
+    "daemon",
+    arg("dirs", nargs="+", metavar="DIR", help="folders of campaign files to schedule"),
+    *STATE_ARGS,
+    arg(
+        "--sandbox",
+        action="store_true",
+        help="send every campaign to the built-in provider emulators on 127.0.0.1",
+    ),
+    arg(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve /healthz and /metrics on this address only, e.g. 127.0.0.1:9464",
+    ),
+    arg(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: readable lines on stderr; json: the event log's JSON lines on stdout",
+    ),
+    arg(
+        "--misfire-grace",
+        metavar="DURATION",
+        default="5m",
+        help="a run missed by less than this (daemon down) still starts late, "
+        "unless the campaign's schedule says otherwise (default 5m)",
+    ),
+    arg(
+        "--poll",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to rescan the folders (default 2; SIGHUP rescans at once)",
+    ),
+)
+def daemon(args: argparse.Namespace) -> int:
+    """Schedule every campaign in the folders and run each at its time, until stopped.
+
+    New, changed and deleted files are picked up within --poll seconds; invalid
+    files are reported and skipped. SIGTERM/SIGINT stop cleanly (runs end
+    resumable, exit 0); after a crash, unfinished runs resume on restart. One
+    daemon per journal (a lock beside it).
+    """
+    from runner.daemon import DaemonSettings, serve
+    from runner.timeparse import parse_duration
+
+    try:
+        grace = parse_duration(args.misfire_grace)
+    except ValueError as e:
+        raise UsageError(f"--misfire-grace: {e}") from e
+    if not args.poll > 0:
+        raise UsageError("--poll: expected a number of seconds above 0")
+    settings = DaemonSettings(
+        folders=tuple(Path(d) for d in args.dirs),
+        state=Path(args.state) if args.state else None,
+        log=Path(args.log) if args.log else None,
+        sandbox=args.sandbox,
+        http=args.http,
+        log_format=args.log_format,
+        misfire_grace=grace,
+        poll=args.poll,
+    )
+    return serve(settings, out=sys.stdout, err=sys.stderr)
+
+
+@command("status", *STATE_ARGS[:1], FORMAT_ARG)
+def status(args: argparse.Namespace) -> int:
+    """Show the daemon's next scheduled runs and the runs in progress."""
+    from runner.status import show_status
+
+    return show_status(args.state, args.format, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="campaign-runner",

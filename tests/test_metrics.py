@@ -1,0 +1,146 @@
+"""/metrics and /healthz: figures computed from the journal, served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from runner.errors import UsageError
+from runner.journal import Journal, Outcome, Planned
+from runner.metrics import Health, MetricsServer, build_registry, parse_address
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal(tmp_path / "journal.db")
+    yield j
+    j.close()
+
+
+def fill(j: Journal) -> str:
+    """One run: 5 messages over two providers, with retries and two finished steps."""
+    run = j.start_run("promo", "/c/promo.yaml", {})
+    phones = [f"+3460000{i:04d}" for i in range(5)]
+    j.start_step(run, "blast", "send")
+    j.writer.plan(
+        [Planned(run, "blast", p, i, "main", "hi", 1, i) for i, p in enumerate(phones)]
+    )
+    j.writer.claim(run, "blast", "main", phones[:3])
+    j.writer.claim(run, "blast", "backup", phones[3:4])
+    j.writer.record_outcome(Outcome(run, "blast", phones[0], "sent", "main", 3))
+    j.writer.record_outcome(Outcome(run, "blast", phones[1], "failed", "main", 1))
+    j.writer.record_outcome(Outcome(run, "blast", phones[2], "sent", "main", 2))
+    j.writer.record_outcome(Outcome(run, "blast", phones[3], "sent", "backup", 1))
+    j.writer.flush()  # phones[4] stays queued
+    j.finish_step(run, "blast", "succeeded", {}, "send")
+    j.start_step(run, "credits", "check_credits")
+    j.finish_step(run, "credits", "succeeded", {}, "check_credits")
+    return run
+
+
+def scrape(j: Journal, health: Health) -> dict[str, list]:
+    text = generate_latest(build_registry(j, lambda: health)).decode()
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def test_message_and_retry_figures_equal_the_journal(journal: Journal) -> None:
+    run = fill(journal)
+    m = scrape(journal, Health(scheduler_running=True))
+    outcomes = {
+        (s.labels["provider"], s.labels["outcome"]): s.value
+        for s in m["campaign_runner_messages"]
+    }
+    rows = journal.messages_for(run)
+    expected: dict[tuple[str, str], float] = {}
+    for r in rows:
+        key = (r["provider"], r["status"])
+        expected[key] = expected.get(key, 0) + 1
+    assert outcomes == expected
+    assert sum(outcomes.values()) == sum(journal.message_counts(run).values()) == 5
+    retries = {s.labels["provider"]: s.value for s in m["campaign_runner_retries"]}
+    assert retries == {"main": 3.0, "backup": 0.0}  # (3-1) + (2-1)
+
+
+def test_step_durations_histogram_counts_finished_steps(journal: Journal) -> None:
+    fill(journal)
+    journal.start_step(journal.start_run("x", "/c/x.yaml", {}), "never", "send")
+    m = scrape(journal, Health(scheduler_running=True))
+    counts = {
+        s.labels["kind"]: s.value
+        for s in m["campaign_runner_step_duration_seconds"]
+        if s.name.endswith("_count")
+    }
+    assert counts == {"send": 1.0, "check_credits": 1.0}  # the unfinished one is not
+    inf = [
+        s
+        for s in m["campaign_runner_step_duration_seconds"]
+        if s.name.endswith("_bucket") and s.labels["le"] == "+Inf"
+    ]
+    assert [s.value for s in inf] == [1.0, 1.0]
+
+
+def test_live_gauges_come_from_the_daemon_snapshot(journal: Journal) -> None:
+    health = Health(
+        scheduler_running=True,
+        campaigns=2,
+        active_runs=("promo",),
+        next_fire={("promo", "promo.yaml"): 1_800_000_000.0},
+    )
+    m = scrape(journal, health)
+    assert [s.value for s in m["campaign_runner_active_runs"]] == [1.0]
+    assert [s.value for s in m["campaign_runner_scheduler_up"]] == [1.0]
+    fire = m["campaign_runner_next_fire_time_seconds"]
+    assert [(s.labels["campaign"], s.labels["file"], s.value) for s in fire] == [
+        ("promo", "promo.yaml", 1_800_000_000.0)
+    ]
+
+
+def test_http_server_serves_healthz_and_metrics(journal: Journal) -> None:
+    fill(journal)
+    state = {"health": Health(scheduler_running=True, campaigns=1)}
+    server = MetricsServer("127.0.0.1:0", journal, lambda: state["health"]).start()
+    try:
+        r = requests.get(server.url + "/healthz", timeout=5)
+        assert r.status_code == 200
+        assert r.json() == {
+            "ok": True,
+            "scheduler": "running",
+            "stopping": False,
+            "campaigns": 1,
+            "active_runs": 0,
+            "running": [],
+        }
+        state["health"] = Health(scheduler_running=True, stopping=True)
+        r = requests.get(server.url + "/healthz", timeout=5)
+        assert r.status_code == 503 and r.json()["ok"] is False
+        r = requests.get(server.url + "/metrics", timeout=5)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+        assert 'campaign_runner_messages{outcome="sent",provider="main"} 2.0' in r.text
+        assert "process_cpu_seconds_total" not in r.text  # a private registry
+        assert requests.get(server.url + "/other", timeout=5).status_code == 404
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "text", ["9464", "127.0.0.1", "127.0.0.1:http", ":9464", "h:99999"]
+)
+def test_bad_http_address_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="expected HOST:PORT"):
+        parse_address(text)
+
+
+def test_ipv6_address_and_a_busy_port(journal: Journal) -> None:
+    assert parse_address("[::1]:9464") == ("::1", 9464)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(UsageError, match=f"127.0.0.1:{port}: cannot listen"):
+            MetricsServer(f"127.0.0.1:{port}", journal, lambda: Health(True))
