@@ -11,10 +11,7 @@ carried out by the same ``run_campaign`` as ``campaign-runner run``.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import io
 import json
-import logging
 import os
 import signal
 import threading
@@ -22,34 +19,35 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any, TextIO, cast
 
 import sqlalchemy as sa
-from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.date import DateTrigger
 
-from runner.campaign import Campaign, Schedule
 from runner.engine import RunOptions, run_campaign
 from runner.errors import CampaignError, RunnerError, UsageError, write_crash_log
 from runner.eventlog import EventLog
 from runner.execute import Settings, build_providers, open_state, resolve_options
 from runner.journal import Journal, default_path, runs
-from runner.metrics import Health, MetricsServer
-from runner.secrets import Redactor
-from runner.status import JOBS_TABLE
-from runner.watch import FolderScanner, campaign_files
+from runner.metrics import (
+    Health,
+    LogEcho,
+    MetricsServer,
+    SharedRedactor,
+    parse_address,
+    quiet_scheduler_logs,
+)
+from runner.status import JOBS_TABLE, StateLock, lock_path
+from runner.watch import CampaignSchedules, campaign_files
 
 FIRE_REF = "runner.daemon:fire_campaign"
 DOUBLE_DELIVERY = 0.5  # seconds within which a repeated stop signal is the same one
-LATE_AFTER = 2.0  # seconds after its time a fire counts as late (schedule.late)
 
 
 @dataclass(frozen=True)
@@ -68,88 +66,6 @@ class DaemonSettings:
     stop_timeout: float = 60.0  # SIGTERM: how long active runs get to wind down
 
 
-# -- one daemon per journal ------------------------------------------------------------
-
-
-def lock_path(journal: Path) -> Path:
-    return journal.with_name(journal.name + ".lock")
-
-
-def _read_pid(fd: int) -> int | None:
-    os.lseek(fd, 0, os.SEEK_SET)
-    text = os.read(fd, 32).decode("ascii", "replace").strip()
-    return int(text) if text.isdigit() else None
-
-
-class StateLock:
-    """An exclusive ``flock`` on ``<journal>.lock`` holding the owner's pid.
-
-    The kernel drops it when the process dies (even by ``kill -9``), so a stale
-    file never blocks a restart.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _read_pid(fd)
-            os.close(fd)
-            who = f" (pid {pid})" if pid else ""
-            raise UsageError(
-                f"another daemon{who} owns this journal: lock {self.path} is held"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
-def lock_owner(path: Path) -> tuple[bool, int | None]:
-    """(a daemon holds the lock, its pid) without taking or creating the lock."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False, None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True, _read_pid(fd)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False, None
-    finally:
-        os.close(fd)
-
-
-# -- campaign schedules ----------------------------------------------------------------
-
-
-def campaign_trigger(schedule: Schedule, tz: tzinfo) -> BaseTrigger:
-    """``cron:`` in the campaign's timezone, or a one-off ``at:``."""
-    if schedule.cron:
-        return CronTrigger.from_crontab(schedule.cron, timezone=tz)
-    if schedule.at is not None:
-        return DateTrigger(run_date=schedule.at)
-    raise ValueError("a schedule needs cron or at")
-
-
-def grace_seconds(schedule: Schedule, default: timedelta) -> int:
-    """APScheduler wants a positive whole number of seconds."""
-    grace = schedule.misfire_grace_time or default
-    return max(1, round(grace.total_seconds()))
-
-
 _current: Daemon | None = None
 
 
@@ -158,85 +74,6 @@ def fire_campaign(path: str) -> None:
     daemon = _current
     if daemon is not None:
         daemon.fire(Path(path))
-
-
-# -- logs ------------------------------------------------------------------------------
-
-QUIET_ON_TERMINAL = frozenset({"message.sent"})  # a summary follows in step.finished
-
-
-class _Echo(io.TextIOBase):
-    """The event log's copy for people (text) or log shippers (JSON), line-flushed."""
-
-    def __init__(self, stream: TextIO, human: bool) -> None:
-        self.stream = stream
-        self.human = human
-
-    def write(self, s: str) -> int:
-        text = human_line(s) if self.human else s
-        if text:
-            self.stream.write(text)
-            self.stream.flush()
-        return len(s)
-
-
-def human_line(line: str) -> str:
-    """One JSON event -> ``2026-11-23 08:00:01 run.started run=... campaign=...``."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return line
-    event = record.pop("event", "?")
-    if event in QUIET_ON_TERMINAL:
-        return ""
-    ts = str(record.pop("ts", ""))[:19].replace("T", " ")
-    parts = [ts, event]
-    for key, value in record.items():
-        if isinstance(value, dict | list):
-            value = json.dumps(value, ensure_ascii=False)
-        parts.append(f"{key}={value}")
-    return " ".join(parts) + "\n"
-
-
-class _OneLine(logging.Filter):
-    """A logged exception becomes one line: tracebacks go to crash logs, not screens."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def quiet_scheduler_logs() -> None:
-    """APScheduler's own logs: errors only, one line each.
-
-    Misses are reported as ``schedule.misfired`` events instead of its warnings.
-    """
-    top = logging.getLogger("apscheduler")
-    if top.getEffectiveLevel() >= logging.WARNING:
-        top.setLevel(logging.ERROR)
-    for name in ("scheduler", "executors.default", "jobstores.default"):
-        logging.getLogger(f"apscheduler.{name}").addFilter(_OneLine())
-
-
-class _Redactors(Redactor):
-    """Every run's redactor: the daemon's one event log hides all their secrets."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._parts: tuple[Redactor, ...] = ()
-
-    def include(self, redactor: Redactor) -> None:
-        self._parts = (*self._parts, redactor)
-
-    def __call__(self, text: str) -> str:
-        for part in self._parts:
-            text = part(text)
-        return text
 
 
 # -- the daemon ------------------------------------------------------------------------
@@ -257,7 +94,7 @@ class Daemon:
         settings: DaemonSettings,
         journal: Journal,
         log: EventLog,
-        redactors: _Redactors,
+        redactors: SharedRedactor,
         err: TextIO,
     ) -> None:
         self.settings = settings
@@ -274,11 +111,18 @@ class Daemon:
             job_defaults={"max_instances": 1},
             timezone=UTC,
         )
-        self.scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
-        self.scheduler.add_listener(self._on_executed, EVENT_JOB_EXECUTED)
-        self.scanner = FolderScanner(settings.folders)
-        self._names: dict[str, str] = {}  # job id (the file) -> campaign name
-        self._wanted: set[str] = set()  # job ids the folders ask for
+        self.schedules = CampaignSchedules(
+            self.scheduler,
+            journal,
+            log,
+            err,
+            folders=settings.folders,
+            fire_ref=FIRE_REF,
+            misfire_grace=settings.misfire_grace,
+            sandbox=settings.sandbox,
+        )
+        self.scheduler.add_listener(self.schedules.on_missed, EVENT_JOB_MISSED)
+        self.scheduler.add_listener(self.schedules.on_executed, EVENT_JOB_EXECUTED)
         self._active: dict[Path, _Active] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -295,7 +139,7 @@ class Daemon:
         # has gone must not fire first
         self.scheduler.start(paused=True)
         try:
-            self.rescan(full=True)
+            self.schedules.rescan(full=True)
             self._resume_unfinished()
             self.scheduler.resume()
             self.log.emit(
@@ -304,7 +148,7 @@ class Daemon:
                 folders=[str(f) for f in self.settings.folders],
                 journal=str(self.journal.path),
                 sandbox=self.settings.sandbox,
-                campaigns=len(self._wanted),
+                campaigns=len(self.schedules.wanted),
             )
             while not self._stopping.is_set():
                 self._wake.wait(self.settings.poll)
@@ -315,7 +159,7 @@ class Daemon:
                 if full:
                     self.log.emit("daemon.reload")
                 try:
-                    self.rescan(full=full)
+                    self.schedules.rescan(full=full)
                 except Exception as e:  # keep serving the runs; try again next poll
                     self.log.emit(
                         "daemon.error", error=type(e).__name__, details=write_crash_log()
@@ -344,8 +188,7 @@ class Daemon:
                     os._exit(130)
                 return
             first.append(time.monotonic())
-            self._stopping.set()
-            self._wake.set()
+            self.request_stop()
 
         def reload(_signum: int, _frame: Any) -> None:
             self._reload = True
@@ -360,6 +203,7 @@ class Daemon:
                 signal.signal(s, h)
 
     def request_stop(self) -> None:
+        """What SIGTERM does: no new work; the main loop winds the runs down."""
         self._stopping.set()
         self._wake.set()
 
@@ -398,150 +242,11 @@ class Daemon:
             },
         )
 
-    # -- the folders ------------------------------------------------------------------
-
-    def rescan(self, *, full: bool = False) -> None:
-        """Apply what changed in the folders; ``full`` reconsiders every file."""
-        if full:
-            self.scanner.known.clear()
-        try:
-            changes = self.scanner.scan()
-        except OSError as e:
-            self.log.emit("watch.error", error=f"{type(e).__name__}: {e.strerror}")
-            return
-        for path in changes.removed:
-            self._unschedule(str(path), "file deleted")
-        for path in (*changes.added, *changes.changed):
-            self._consider(path)
-        if full:  # jobs left from files that are gone, or from other folders
-            for job in self.scheduler.get_jobs():
-                if job.id not in self._wanted:
-                    self._names.setdefault(job.id, job.name)
-                    self._unschedule(job.id, "not in the watched folders")
-
-    def _consider(self, path: Path) -> None:
-        from runner.loader import load
-
-        result = load(path, env=os.environ)
-        for p in result.problems:
-            if self.settings.sandbox and p.message.startswith("environment variable"):
-                continue  # the sandbox gives unset credentials stand-in values
-            self.err.write(p.format() + "\n")
-        self.err.flush()
-        campaign = result.campaign
-        if campaign is None:
-            self.log.emit(
-                "campaign.invalid",
-                path=str(path),
-                problems=[p.format() for p in result.errors],
-            )
-            self._unschedule(str(path), "invalid")
-        elif campaign.schedule is None:
-            self.log.emit(
-                "campaign.not_scheduled",
-                campaign=campaign.name,
-                path=str(path),
-                reason="the file has no schedule: (use 'run' for a one-off)",
-            )
-            self._unschedule(str(path), "its schedule: was removed")
-        else:
-            try:
-                self._schedule(path, campaign, campaign.schedule)
-            except ValueError as e:  # the loader checks cron; belt and braces
-                self.err.write(f"{path}: schedule: {e}\n")
-                self._unschedule(str(path), "invalid schedule")
-
-    def _schedule(self, path: Path, campaign: Campaign, schedule: Schedule) -> None:
-        job_id = str(path)
-        trigger = campaign_trigger(schedule, campaign.timezone)
-        grace = grace_seconds(schedule, self.settings.misfire_grace)
-        self._names[job_id] = campaign.name
-        existing = self.scheduler.get_job(job_id)
-        if existing is not None and (
-            repr(existing.trigger),
-            existing.misfire_grace_time,
-            existing.coalesce,
-            existing.name,
-        ) == (repr(trigger), grace, schedule.coalesce, campaign.name):
-            self._wanted.add(job_id)  # same schedule: keep its next (or missed) time
-            return
-        if schedule.at is not None and self._ran_since(path, schedule.at):
-            self._unschedule(job_id, "its one run (at:) has started already")
-            return
-        job = self.scheduler.add_job(
-            FIRE_REF,
-            trigger,
-            args=[job_id],
-            id=job_id,
-            name=campaign.name,
-            misfire_grace_time=grace,
-            coalesce=schedule.coalesce,
-            replace_existing=True,
-        )
-        self._wanted.add(job_id)
-        self.log.emit(
-            "campaign.scheduled",
-            campaign=campaign.name,
-            path=job_id,
-            next_run=job.next_run_time.isoformat() if job.next_run_time else None,
-            trigger=str(trigger),
-            misfire_grace_time=grace,
-            coalesce=schedule.coalesce,
-        )
-
-    def _unschedule(self, job_id: str, reason: str) -> None:
-        self._wanted.discard(job_id)
-        if self.scheduler.get_job(job_id) is None:
-            return
-        self.scheduler.remove_job(job_id)
-        self.log.emit(
-            "campaign.unscheduled",
-            campaign=self._names.get(job_id),
-            path=job_id,
-            reason=reason,
-        )
-
-    def _ran_since(self, path: Path, at: datetime) -> bool:
-        """Has a run of this file started at or after ``at`` (a one-off done)?"""
-        since = at.astimezone(UTC).isoformat(timespec="milliseconds")
-        with self.journal.connect() as conn:
-            return (
-                conn.scalar(
-                    sa.select(sa.func.count()).where(
-                        runs.c.campaign_path == str(path), runs.c.started_at >= since
-                    )
-                )
-                or 0
-            ) > 0
-
-    def _on_missed(self, event: JobExecutionEvent) -> None:
-        late = (datetime.now(UTC) - event.scheduled_run_time).total_seconds()
-        self.log.emit(
-            "schedule.misfired",
-            campaign=self._names.get(event.job_id),
-            path=event.job_id,
-            scheduled=event.scheduled_run_time.isoformat(),
-            late_by=round(late, 1),
-            action="skipped: later than misfire_grace_time",
-        )
-
-    def _on_executed(self, event: JobExecutionEvent) -> None:
-        late = (datetime.now(UTC) - event.scheduled_run_time).total_seconds()
-        if late > LATE_AFTER:
-            self.log.emit(
-                "schedule.late",
-                campaign=self._names.get(event.job_id),
-                path=event.job_id,
-                scheduled=event.scheduled_run_time.isoformat(),
-                late_by=round(late, 1),
-                action="started late: within misfire_grace_time",
-            )
-
     # -- runs ----------------------------------------------------------------------------
 
     def fire(self, path: Path, resume: str | None = None) -> bool:
         """Start a run of ``path`` in its own thread, unless one is already going."""
-        name = self._names.get(str(path), path.stem)
+        name = self.schedules.names.get(str(path), path.stem)
         with self._lock:
             if self._stopping.is_set():
                 return False
@@ -659,6 +364,8 @@ def serve(settings: DaemonSettings, *, out: TextIO, err: TextIO) -> int:
     for folder in settings.folders:
         if not folder.is_dir():
             raise UsageError(f"{folder}: no such directory")
+    if settings.http:
+        parse_address(settings.http)  # a usage error before any state is touched
     settings = dataclasses.replace(
         settings, folders=tuple(f.resolve() for f in settings.folders)
     )
@@ -668,8 +375,8 @@ def serve(settings: DaemonSettings, *, out: TextIO, err: TextIO) -> int:
     try:
         journal, log_path = open_state(Settings(state=journal_path, log=settings.log))
         json_logs = settings.log_format == "json"
-        redactors = _Redactors()
-        echo = _Echo(out if json_logs else err, human=not json_logs)
+        redactors = SharedRedactor()
+        echo = LogEcho(out if json_logs else err, human=not json_logs)
         log = EventLog(log_path, redact=redactors, echo=cast(TextIO, echo))
         _ = journal.writer  # one writer thread, created before runs share it
         quiet_scheduler_logs()

@@ -1,14 +1,17 @@
-"""The daemon's observability: ``/healthz`` and ``/metrics`` on one small HTTP server.
+"""The daemon's observability: its log lines, ``/healthz`` and ``/metrics``.
 
-Message, retry and step-duration figures are computed from the journal at scrape
-time by a custom collector, so ``/metrics`` always agrees with ``history``/``show``
-and survives restarts; the daemon's live state (active runs, next fire times)
-comes from a snapshot callback. A private ``CollectorRegistry`` keeps the process
-and platform collectors of the global registry out of the figures.
+Logs: the event log's lines echoed for people (text on stderr) or for log
+shippers (JSON on stdout), through one redactor that knows every run's secrets.
+Metrics: message, retry and step-duration figures are computed from the journal
+at scrape time by a custom collector, so ``/metrics`` always agrees with
+``history``/``show`` and survives restarts; the daemon's live state (active runs,
+next fire times) comes from a snapshot callback. A private ``CollectorRegistry``
+keeps the process and platform collectors of the global registry out.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -17,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
@@ -31,11 +34,97 @@ from prometheus_client.metrics_core import (
 
 from runner.errors import UsageError
 from runner.journal import Journal, messages, steps
+from runner.secrets import Redactor
 
 log = logging.getLogger(__name__)
 
 # seconds; a step is anything from a credit check (< 1 s) to a day-long send
 STEP_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 24 * 3600.0)
+
+
+# -- logs -------------------------------------------------------------------------------
+
+QUIET_ON_TERMINAL = frozenset({"message.sent"})  # a summary follows in step.finished
+SHOWN_ABOVE = frozenset({"problems"})  # printed as `validate` lines just before
+
+
+class LogEcho(io.TextIOBase):
+    """The event log's copy for people (text) or log shippers (JSON), line-flushed."""
+
+    def __init__(self, stream: TextIO, human: bool) -> None:
+        self.stream = stream
+        self.human = human
+
+    def write(self, s: str) -> int:
+        text = human_line(s) if self.human else s
+        if text:
+            self.stream.write(text)
+            self.stream.flush()
+        return len(s)
+
+
+def human_line(line: str) -> str:
+    """One JSON event -> ``2026-11-23 08:00:01 run.started run=... campaign=...``."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    event = record.pop("event", "?")
+    if event in QUIET_ON_TERMINAL:
+        return ""
+    ts = str(record.pop("ts", ""))[:19].replace("T", " ")
+    parts = [ts, event]
+    for key, value in record.items():
+        if key in SHOWN_ABOVE:
+            continue
+        if isinstance(value, dict | list):
+            value = json.dumps(value, ensure_ascii=False)
+        parts.append(f"{key}={value}")
+    return " ".join(parts) + "\n"
+
+
+class _OneLine(logging.Filter):
+    """A logged exception becomes one line: tracebacks go to crash logs, not screens."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_scheduler_logs() -> None:
+    """APScheduler's own logs: errors only, one line each.
+
+    Misses are reported as ``schedule.misfired`` events instead of its warnings.
+    """
+    top = logging.getLogger("apscheduler")
+    if top.getEffectiveLevel() >= logging.WARNING:
+        top.setLevel(logging.ERROR)
+    for name in ("scheduler", "executors.default", "jobstores.default"):
+        logging.getLogger(f"apscheduler.{name}").addFilter(_OneLine())
+
+
+class SharedRedactor(Redactor):
+    """Every run's redactor: the daemon's one event log hides all their secrets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: tuple[Redactor, ...] = ()
+
+    def include(self, redactor: Redactor) -> None:
+        self._parts = (*self._parts, redactor)
+
+    def __call__(self, text: str) -> str:
+        for part in self._parts:
+            text = part(text)
+        return text
+
+
+# -- metrics ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -236,9 +325,9 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else str(host)
-        return f"http://{host}:{port}"
+        address, port = self._server.server_address[:2]
+        host = address.decode() if isinstance(address, bytes) else str(address)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> MetricsServer:
         self._thread.start()

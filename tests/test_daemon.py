@@ -28,21 +28,13 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from prometheus_client.parser import text_string_to_metric_families
 
 from runner.campaign import Schedule
-from runner.daemon import (
-    Daemon,
-    DaemonSettings,
-    StateLock,
-    _Redactors,
-    campaign_trigger,
-    human_line,
-    lock_owner,
-    lock_path,
-)
+from runner.daemon import Daemon, DaemonSettings
 from runner.errors import UsageError
 from runner.eventlog import EventLog
 from runner.journal import Journal, messages
-from runner.status import read_status, show_status
-from runner.watch import FolderScanner
+from runner.metrics import SharedRedactor
+from runner.status import StateLock, lock_owner, lock_path, read_status, show_status
+from runner.watch import FolderScanner, campaign_trigger
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGNS = ROOT / "campaigns"
@@ -234,25 +226,9 @@ def test_triggers_follow_the_campaign_timezone() -> None:
     assert one.get_next_fire_time(None, after) == at
 
 
-def test_human_lines_carry_the_event_and_its_fields() -> None:
-    line = json.dumps(
-        {
-            "ts": "2026-11-23T08:00:01.123+00:00",
-            "event": "run.started",
-            "run": "r1",
-            "campaign": "spring-promo",
-            "folders": ["/a"],
-        }
-    )
-    assert human_line(line) == (
-        '2026-11-23 08:00:01 run.started run=r1 campaign=spring-promo folders=["/a"]\n'
-    )
-    assert human_line(json.dumps({"ts": "x", "event": "message.sent"})) == ""
-
-
 def _daemon(tmp_path: Path, journal: Journal, folder: Path) -> Daemon:
     settings = DaemonSettings(folders=(folder,), state=journal.path)
-    return Daemon(settings, journal, EventLog(None), _Redactors(), err=io.StringIO())
+    return Daemon(settings, journal, EventLog(None), SharedRedactor(), err=io.StringIO())
 
 
 def test_a_restart_keeps_the_stored_schedule_so_misfires_apply(tmp_path: Path) -> None:
@@ -263,7 +239,7 @@ def test_a_restart_keeps_the_stored_schedule_so_misfires_apply(tmp_path: Path) -
     try:
         first = _daemon(tmp_path, journal, folder)
         first.scheduler.start(paused=True)
-        first.rescan(full=True)
+        first.schedules.rescan(full=True)
         job = first.scheduler.get_job(str((folder / "clinic.yaml").resolve()))
         assert job.name == "clinic-reminders"
         assert (job.misfire_grace_time, job.coalesce) == (30 * 60, True)
@@ -277,16 +253,18 @@ def test_a_restart_keeps_the_stored_schedule_so_misfires_apply(tmp_path: Path) -
 
         second = _daemon(tmp_path, journal, folder)
         second.scheduler.start(paused=True)
-        second.rescan(full=True)  # same file, same schedule: the stored job is kept
+        second.schedules.rescan(
+            full=True
+        )  # same file, same schedule: the stored job is kept
         kept = second.scheduler.get_job(job.id)
         assert kept.next_run_time == missed
         edit(folder / "clinic.yaml", lambda d: d["schedule"].update(cron="30 9 * * *"))
-        second.rescan()  # a changed schedule replaces it
+        second.schedules.rescan()  # a changed schedule replaces it
         moved = second.scheduler.get_job(job.id)
         assert moved.next_run_time > datetime.now(UTC)
         assert moved.next_run_time.astimezone(ZoneInfo("America/Caracas")).minute == 30
         (folder / "clinic.yaml").unlink()
-        second.rescan()
+        second.schedules.rescan()
         assert second.scheduler.get_jobs() == []
         second.scheduler.shutdown(wait=False)
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +14,18 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runner.errors import UsageError
+from runner.eventlog import EventLog
 from runner.journal import Journal, Outcome, Planned
-from runner.metrics import Health, MetricsServer, build_registry, parse_address
+from runner.metrics import (
+    Health,
+    LogEcho,
+    MetricsServer,
+    SharedRedactor,
+    build_registry,
+    human_line,
+    parse_address,
+)
+from runner.secrets import Redactor
 
 
 @pytest.fixture
@@ -144,3 +156,44 @@ def test_ipv6_address_and_a_busy_port(journal: Journal) -> None:
         port = busy.getsockname()[1]
         with pytest.raises(UsageError, match=f"127.0.0.1:{port}: cannot listen"):
             MetricsServer(f"127.0.0.1:{port}", journal, lambda: Health(True))
+
+
+# -- the daemon's log lines ------------------------------------------------------------
+
+
+def test_human_lines_carry_the_event_and_its_fields() -> None:
+    line = json.dumps(
+        {
+            "ts": "2026-11-23T08:00:01.123+00:00",
+            "event": "run.started",
+            "run": "r1",
+            "campaign": "spring-promo",
+            "folders": ["/a"],
+        }
+    )
+    assert human_line(line) == (
+        '2026-11-23 08:00:01 run.started run=r1 campaign=spring-promo folders=["/a"]\n'
+    )
+    assert human_line(json.dumps({"ts": "x", "event": "message.sent"})) == ""
+    invalid = {
+        "ts": "x",
+        "event": "campaign.invalid",
+        "path": "b.yaml",
+        "problems": ["p"],
+    }
+    assert human_line(json.dumps(invalid)) == "x campaign.invalid path=b.yaml\n"
+
+
+def test_one_event_log_hides_the_secrets_of_every_run(tmp_path: Path) -> None:
+    shared = SharedRedactor()
+    out = io.StringIO()
+    log = EventLog(
+        tmp_path / "events.jsonl", redact=shared, echo=LogEcho(out, human=False)
+    )
+    shared.include(Redactor(["first-s3cret"]))
+    shared.include(Redactor(["second-s3cret"]))
+    log.emit("run.error", error="refused first-s3cret and second-s3cret")
+    log.close()
+    written = (tmp_path / "events.jsonl").read_text()
+    assert json.loads(out.getvalue())["error"] == "refused *** and ***"
+    assert out.getvalue() == written  # the echo is the file's line, flushed at once
