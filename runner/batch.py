@@ -9,10 +9,12 @@ writing). Small files and inline lists take the same per-row code in-process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import re
+import signal
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner import sources
-from runner.errors import RecipientError, TemplateError
+from runner.errors import RecipientError, TemplateError, UsageError
 from runner.phones import mask_phone
 from runner.recipients import InvalidRow, Recipient, Screen
 from runner.templating import Renderer
@@ -184,16 +186,82 @@ def events(job: Job, workers: int | None = None) -> Iterator[Event]:
     chunks = sources.chunks(
         screen.path, screen.source, screen.encoding, layout, CHUNK_LINES
     )
+    yield from _parallel(job, layout, chunks, n)
+
+
+def _parallel(
+    job: Job, layout: sources.Layout, chunks: Iterator[sources.Chunk], n: int
+) -> Iterator[Event]:
+    """Chunks dealt round-robin to ``n`` forked workers, results read back in order.
+
+    One chunk a worker in flight: the file is never read ahead, and neither side
+    can block sending while the other does. Plain pipes, no pool: a pool's helper
+    threads would compete with this one for the GIL.
+    """
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(n, initializer=_init, initargs=(job, layout)) as pool:
-        pending: deque[Any] = deque()
-        for chunk in chunks:
-            # at most two chunks a worker in flight: the file is never read ahead whole
-            if len(pending) >= 2 * n:
-                yield from pending.popleft().get()
-            pending.append(pool.apply_async(_work, (chunk,)))
-        while pending:
-            yield from pending.popleft().get()
+    conns: list[Any] = []
+    procs: list[Any] = []
+    try:
+        for _ in range(n):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(job, layout, child), daemon=True)
+            proc.start()
+            child.close()
+            conns.append(parent)
+            procs.append(proc)
+        inflight: deque[int] = deque()
+        for i in range(n):
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            conns[i].send(chunk)
+            inflight.append(i)
+        while inflight:
+            i = inflight.popleft()
+            try:
+                ok, result = conns[i].recv()
+            except EOFError:
+                raise RecipientError("a preview worker process died") from None
+            chunk = next(chunks, None)
+            if chunk is not None:
+                conns[i].send(chunk)
+                inflight.append(i)
+            if not ok:
+                raise result
+            yield from result
+    finally:
+        for conn in conns:
+            # a word to stop: forked workers hold copies of every pipe end, so
+            # closing ours would not end their recv()
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            conn.close()
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+
+
+def _serve(job: Job, layout: sources.Layout, conn: Any) -> None:
+    """A worker: chunks in, events out (plain tuples), until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    source = job.screen.source
+    while True:
+        try:
+            chunk = conn.recv()
+        except (EOFError, OSError):
+            return
+        if chunk is None:
+            return
+        try:
+            rows = sources.parse(layout, chunk.lines, chunk.first_line, source)
+            result: Any = (True, [_plain(job.event(row)) for row in rows])
+        except Exception as e:  # shown by the parent's error boundary
+            result = (False, e)
+        try:
+            conn.send(result)
+        except (BrokenPipeError, OSError):
+            return
 
 
 def _worker_count(job: Job, workers: int | None) -> int:
@@ -203,6 +271,11 @@ def _worker_count(job: Job, workers: int | None) -> int:
     # forking a process that runs threads (a test's HTTP server) is unsafe
     if threading.active_count() > 1:
         return 1
+    if workers is None and os.environ.get("CAMPAIGN_RUNNER_WORKERS"):
+        try:
+            workers = int(os.environ["CAMPAIGN_RUNNER_WORKERS"])
+        except ValueError:
+            raise UsageError("CAMPAIGN_RUNNER_WORKERS must be a number") from None
     if workers is not None:
         return workers
     try:
@@ -212,21 +285,6 @@ def _worker_count(job: Job, workers: int | None) -> int:
     if size < PARALLEL_BYTES:
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
-
-
-_job: Job | None = None
-_layout: sources.Layout | None = None
-
-
-def _init(job: Job, layout: sources.Layout) -> None:
-    global _job, _layout
-    _job, _layout = job, layout
-
-
-def _work(chunk: sources.Chunk) -> list[Event]:
-    assert _job is not None and _layout is not None
-    rows = sources.parse(_layout, chunk.lines, chunk.first_line, _job.screen.source)
-    return [_plain(_job.event(row)) for row in rows]
 
 
 def _plain(ev: Event) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -211,3 +212,13 @@ ALPHABET = "".join(sorted(GSM7_BASIC | GSM7_EXTENSION)) + "óÁ’😀ç中"
 @given(st.text(alphabet=ALPHABET, max_size=400))
 def test_count_segments_is_segment(text: str) -> None:
     assert count_segments(text) == segment(text)
+
+
+def test_mapping_attribute_lookup_keeps_jinja_semantics() -> None:
+    env = make_environment(ZoneInfo("UTC"))
+    proxy = MappingProxyType({"code": "A", "items": "shadowed"})
+    t = env.from_string("{{ m.code }} {{ m['items'] }} {{ m.items() | list | length }}")
+    assert t.render(m=proxy) == "A shadowed 2"
+    assert t.render(m={"code": "B", "items": "x"}) == "B x 2"
+    with pytest.raises(Exception, match="has no attribute 'nope'"):
+        env.from_string("{{ m.nope }}").render(m={"code": "A"})
