@@ -308,7 +308,12 @@ def test_daemon_schedules_runs_watches_and_stops_cleanly(tmp_path: Path) -> None
 
         health = wait_for(healthy, "/healthz to answer 200")
         assert health["ok"] and health["scheduler"] == "running"
-        assert scheduled(state)["spring.yaml"] == datetime.fromisoformat(at)
+        planned = [
+            e for e in d.events("campaign.scheduled") if e["campaign"] == "spring-promo"
+        ]
+        assert [datetime.fromisoformat(e["next_run"]) for e in planned] == [
+            datetime.fromisoformat(at)
+        ]
         misfired = wait_for(lambda: d.events("schedule.misfired"), "schedule.misfired")
         assert misfired[0]["path"].endswith("old.yaml")
 
