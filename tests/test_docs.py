@@ -1,0 +1,57 @@
+"""The README is part of the product: every command documented, the set-up real."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from runner.cli import COMMANDS, build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help_and_is_in_the_readme(name: str) -> None:
+    fn, _ = COMMANDS[name]
+    assert (fn.__doc__ or "").strip(), f"{name} has no help text"
+    assert f"campaign-runner {name}" in README, f"'campaign-runner {name}' not in README"
+    build_parser().parse_args([name, *_required(name)])  # its arguments parse
+
+
+def _required(name: str) -> list[str]:
+    return {
+        "validate": ["x.yaml"],
+        "run": ["x.yaml"],
+        "preview": ["x.yaml"],
+        "show": ["RUN"],
+        "sandbox": ["x.yaml"],
+        "daemon": ["dir"],
+    }.get(name, [])
+
+
+def setup_commands() -> list[str]:
+    section = README.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.+?)\n```", section, re.S)
+
+
+def test_setup_is_two_commands_and_the_first_runs_a_real_example() -> None:
+    first, second = setup_commands()
+    args = shlex.split(first.split("&&")[-1])
+    assert (
+        args[:2] == ["campaign-runner", "run"] and "--sandbox" in args and "--now" in args
+    )
+    assert (ROOT / args[2]).is_file()
+    assert "pytest" in second
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    _, second = setup_commands()
+    test_command = second.split("&&", 2)[2].strip()  # after creating the venv
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert (
+        test_command.replace("pip install", "pip install -q") in ci or test_command in ci
+    )
