@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from runner import sources
 from runner.errors import RecipientError, TemplateError, UsageError
@@ -47,27 +47,17 @@ COLUMNS = (
 CSV_HEADER = ",".join(COLUMNS) + "\n"
 
 
-class Message(NamedTuple):
-    """One template rendered for one recipient (``error`` set when it failed)."""
-
-    encoding: str
-    units: int
-    segments: int
-    non_gsm: tuple[str, ...]
-    text: str
-    error: str
-    record: str  # the CSV or JSON text written for it ("" when not writing)
-
-
-class Accepted(NamedTuple):
-    key: int  # the E.164 number as an int
-    phone: str  # as shown: masked unless show_phones
-    where: bool | str  # ``where`` held; a str is the error evaluating it
-    messages: tuple[Message, ...]  # one per template, in order
-
-
-# None: an opted-out number. Events from worker processes come as plain tuples
-# (they pickle ~7x faster than named ones): consumers unpack, never use names.
+# One template rendered for one recipient, as a plain tuple (named tuples cost
+# ~1 µs each to build and pickle ~7x slower, per message):
+#   (encoding, units, segments, non_gsm, text, error, record)
+# ``error`` is "" when it rendered; ``record`` is its CSV line or JSON object
+# ("" when not writing). Consumers unpack.
+Message = tuple[str, int, int, tuple[str, ...], str, str, str]
+# A recipient who passed the checks: (key, phone, where, messages). ``key`` is the
+# E.164 number as an int, ``phone`` as shown (masked unless show_phones), ``where``
+# True/False or the error evaluating it, ``messages`` one per template.
+Accepted = tuple[int, str, bool | str, tuple[Message, ...]]
+# None: an opted-out number.
 Event = Accepted | InvalidRow | None
 
 
@@ -103,28 +93,26 @@ class Job:
         if self._where:
             try:
                 if not self.screen.matches(got):
-                    return Accepted(got.key, "", False, ())
+                    return (got.key, "", False, ())
             except RecipientError as e:
-                return Accepted(got.key, "", str(e), ())
+                return (got.key, "", str(e), ())
         phone = got.phone if self.show_phones else mask_phone(got.phone)
-        return Accepted(got.key, phone, True, self.messages(got, phone))
+        return (got.key, phone, True, self.messages(got, phone))
 
     def messages(self, r: Recipient, phone: str) -> tuple[Message, ...]:
-        out = []
+        out: list[Message] = []
         for i, (step, name) in enumerate(self.steps):
             try:
                 rendered = self.renderer.render(name, r)
             except TemplateError as e:
                 error = str(e)
                 record = self._record(i, step, name, r, phone, "", 0, 0, "", error)
-                out.append(Message("", 0, 0, (), "", error, record))
+                out.append(("", 0, 0, (), "", error, record))
                 continue
             s, text = rendered.segmentation, rendered.text
             counts = (s.encoding, s.units, s.segments)
             record = self._record(i, step, name, r, phone, *counts, text, "")
-            out.append(
-                Message(s.encoding, s.units, s.segments, s.non_gsm, text, "", record)
-            )
+            out.append((s.encoding, s.units, s.segments, s.non_gsm, text, "", record))
         return tuple(out)
 
     def _record(
@@ -144,7 +132,7 @@ class Job:
         if self.fmt == "csv":
             return (
                 f"{self._prefix[i]}{phone}{self._source}{r.line or r.row},{encoding},"
-                f"{units},{segments},{_q(text)},{_q(error)}\n"
+                f"{units},{segments},{_q(text)},{_q(error) if error else ''}\n"
             )
         if self.fmt == "json":
             body = None if error else text
@@ -255,7 +243,7 @@ def _serve(job: Job, layout: sources.Layout, conn: Any) -> None:
             return
         try:
             rows = sources.parse(layout, chunk.lines, chunk.first_line, source)
-            result: Any = (True, [_plain(job.event(row)) for row in rows])
+            result: Any = (True, [job.event(row) for row in rows])
         except Exception as e:  # shown by the parent's error boundary
             result = (False, e)
         try:
@@ -285,9 +273,3 @@ def _worker_count(job: Job, workers: int | None) -> int:
     if size < PARALLEL_BYTES:
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
-
-
-def _plain(ev: Event) -> Any:
-    if isinstance(ev, Accepted):
-        return (ev.key, ev.phone, ev.where, tuple(tuple(m) for m in ev.messages))
-    return ev

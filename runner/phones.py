@@ -132,6 +132,14 @@ class PhoneNormalizer:
             if m is None:
                 return None
             plus, digits = bool(m.group(1)), text.translate(_SEPARATORS).lstrip("+")
+        home = self._home
+        if not plus and home is not None and home.idd is not None:
+            idd = home.idd.match(digits)  # 0034..., 01134...: international
+            if idd is not None:
+                digits = digits[idd.end() :]
+                if not digits or digits[0] == "0":
+                    return None
+                plus = True
         if plus:  # +CC...
             if len(digits) < 3 or digits[0] == "0":
                 return None
@@ -143,16 +151,14 @@ class PhoneNormalizer:
                 return None
             nsn = digits[n:]
             regions = _CC_REGIONS[cc]
-            if self._home is not None and regions[0] == self._region:
-                rules = self._home
+            if home is not None and regions[0] == self._region:
+                rules = home
             else:
                 rules = self._rules_for(cc, regions[0])
         else:
-            if self._home is None or digits.startswith(self._home.cc_str):
+            if home is None or digits.startswith(home.cc_str):
                 return None
-            rules = self._home
-            if rules.idd is not None and rules.idd.match(digits):
-                return None
+            rules = home
             cc, nsn = rules.cc, digits
             regions = _CC_REGIONS.get(cc, ())
         if rules.national_prefix is not None and rules.national_prefix.match(nsn):

@@ -58,7 +58,7 @@ class _Tally:
     shown: list[tuple[str, Message]] = field(default_factory=list)
 
     def add(self, m: Message) -> None:
-        encoding, _, segments, non_gsm, _, error, _ = m  # may be a plain tuple
+        encoding, _, segments, non_gsm, _, error, _ = m
         if error:
             self.failed += 1
             if len(self.failures) < MAX_FAILURES_LISTED:
@@ -108,7 +108,7 @@ def accepted(events: Iterator[batch.Event], stats: RecipientStats) -> Iterator[A
         elif isinstance(ev, InvalidRow):
             stats.add_invalid(ev)
         else:
-            key, _, where, _ = ev  # may be a plain tuple
+            key, _, where, _ = ev
             if key in seen:
                 stats.duplicates += 1
                 continue
@@ -167,7 +167,7 @@ def preview(
         for tally, m in zip(tallies, messages, strict=True):
             tally.add(m)
             if len(tally.shown) < limit:
-                tally.shown.append((phone, Message._make(m)))
+                tally.shown.append((phone, m))
             if sink is not None:
                 record = m[-1]
                 if writing == "json":
@@ -196,12 +196,12 @@ def _table(rows: list[tuple[str, Message]], out: TextIO) -> None:
         return
     width = max(len("PHONE"), *(len(p) for p, _ in rows))
     out.write(f"  {'PHONE':<{width}}  ENC    SEG  TEXT\n")
-    for phone, m in rows:
-        if m.error:
-            out.write(f"  {phone:<{width}}  -        -  ERROR: {m.error}\n")
+    for phone, (encoding, _, segments, _, text, error, _) in rows:
+        if error:
+            out.write(f"  {phone:<{width}}  -        -  ERROR: {error}\n")
         else:
-            cells = f"{phone:<{width}}  {m.encoding:<5} {m.segments:>4}"
-            out.write(f"  {cells}  {_excerpt(m.text)}\n")
+            cells = f"{phone:<{width}}  {encoding:<5} {segments:>4}"
+            out.write(f"  {cells}  {_excerpt(text)}\n")
 
 
 def _summary(
