@@ -20,6 +20,7 @@ from runner.eventlog import EventLog
 from runner.journal import Journal, default_path
 from runner.providers.base import Provider
 from runner.secrets import Redactor, has_reference, references, resolve
+from runner.status import StateLock, lock_path
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,10 @@ def run_file(
     resolved, redactor = resolve_options(
         campaign, env, sandbox=settings.sandbox or options.dry_run
     )
+    # One process per journal: a daemon resuming this run while we send it would
+    # send twice.
+    lock = StateLock(lock_path(settings.state or default_path()))
+    lock.acquire()
     journal, log_path = open_state(settings)
     log = EventLog(log_path, redact=redactor, show_phones=options.show_phones)
     sandbox = None
@@ -229,3 +234,4 @@ def run_file(
             sandbox.stop()
         log.close()
         journal.close()
+        lock.release()

@@ -61,7 +61,8 @@ class StateLock:
             os.close(fd)
             who = f" (pid {pid})" if pid else ""
             raise UsageError(
-                f"another daemon{who} owns this journal: lock {self.path} is held"
+                f"another campaign-runner process{who} (a daemon or a run) owns this "
+                f"journal: lock {self.path} is held; wait for it or use another --state"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

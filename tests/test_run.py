@@ -181,3 +181,25 @@ def test_a_real_delay_is_waited_for(tmp_path: Path) -> None:
         steps["delivery"]["started_at"]
     ) - datetime.fromisoformat(steps["blast"]["finished_at"])
     assert gap.total_seconds() >= 1.9
+
+
+def test_a_second_process_on_the_same_journal_refuses(tmp_path: Path) -> None:
+    from runner.status import StateLock, lock_path
+
+    state = tmp_path / "j.db"
+    held = StateLock(lock_path(state))
+    held.acquire()  # as a daemon (or another run) would
+    try:
+        r = cli(
+            "run",
+            "campaigns/mailup-spring-promo.yaml",
+            "--sandbox",
+            "--now",
+            "--state",
+            str(state),
+        )
+    finally:
+        held.release()
+    assert r.returncode == 2
+    assert "owns this journal" in r.stderr and "j.db.lock" in r.stderr
+    assert r.stderr.count("\n") == 1
