@@ -187,6 +187,8 @@ class Provider:
     secret_options: ClassVar[tuple[str, ...]] = ()  # option names holding credentials
     # options naming other endpoints that --sandbox must repoint, with defaults
     extra_urls: ClassVar[Mapping[str, str]] = {}
+    # option defaults (the schema fragment says the same)
+    defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, config: ProviderConfig, options: Mapping[str, Any]) -> None:
         self.config = config
@@ -210,6 +212,22 @@ class Provider:
     def balance(self) -> Balance:
         """The account's credits; raises ProviderCallError."""
         raise NotImplementedError
+
+    def option(self, name: str) -> Any:
+        """An option's value, or its default when unset or empty."""
+        value = self.options.get(name)
+        if value is None or value == "":
+            return self.defaults.get(name, self.extra_urls.get(name))
+        return value
+
+    def require(self, name: str) -> Any:
+        """An option that must be set (the schema requires it; this says so clearly)."""
+        value = self.options.get(name)
+        if value is None or value == "":
+            raise ProviderError(
+                f"provider {self.config.name!r}: option {name} is required"
+            )
+        return value
 
     def max_text_length(self, unicode: bool) -> int | None:
         """Longest text the API accepts in one call (None: no documented limit)."""

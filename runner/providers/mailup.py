@@ -119,6 +119,7 @@ class ReportCursor:
 
 class MailUp(Provider):
     type = "mailup"
+    defaults = DEFAULTS
     service_name = "MailUp"
     capabilities = frozenset({Capability.SEND, Capability.REPORT, Capability.CREDITS})
     schema = "providers/mailup.schema.json"
@@ -133,8 +134,8 @@ class MailUp(Provider):
 
     def __init__(self, config: ProviderConfig, options: Mapping[str, Any]) -> None:
         super().__init__(config, options)
-        self.send_url = str(self._opt("send_url")).rstrip("/")
-        self.token_url = str(self._opt("token_url"))
+        self.send_url = str(self.option("send_url")).rstrip("/")
+        self.token_url = str(self.option("token_url"))
         # seconds for token expiry; injectable (tests move it forward)
         self.clock: Callable[[], float] = time.monotonic
         self._token: _Token | None = None
@@ -148,13 +149,13 @@ class MailUp(Provider):
 
     def send(self, message: OutboundMessage) -> SendResult:
         """POST /sms/{AccountId}/{ListId}; the list GUID and secret authenticate it."""
-        account = quote(str(self._need("account_id")), safe="")
-        list_id = quote(str(self._need("list_id")), safe="")
+        account = quote(str(self.require("account_id")), safe="")
+        list_id = quote(str(self.require("list_id")), safe="")
         to = message.to if message.to.startswith(("+", "00")) else "+" + message.to
         body: dict[str, Any] = {
             "Content": message.text,
-            "ListGuid": str(self._need("list_guid")),
-            "ListSecret": str(self._need("list_secret")),
+            "ListGuid": str(self.require("list_guid")),
+            "ListSecret": str(self.require("list_secret")),
             "Recipient": to,
             "isUnicode": 1 if message.unicode else 0,
         }
@@ -217,7 +218,7 @@ class MailUp(Provider):
         return SendResult(error=self._http_error(resp, acted=True))
 
     def max_text_length(self, unicode: bool) -> int | None:
-        return int(self._opt("max_length_unicode" if unicode else "max_length"))
+        return int(self.option("max_length_unicode" if unicode else "max_length"))
 
     # -- credits ----------------------------------------------------------------
 
@@ -267,10 +268,10 @@ class MailUp(Provider):
 
         state = state or ReportCursor(msg_id)
         settled, unsettled = set(state.settled), set(state.unsettled)
-        since = query.since - timedelta(seconds=float(self._opt("report_clock_skew")))
+        since = query.since - timedelta(seconds=float(self.option("report_clock_skew")))
         deliveries: list[Delivery] = []
         page, last = state.page, False
-        for _ in range(max(1, int(self._opt("report_pages_per_poll")))):
+        for _ in range(max(1, int(self.option("report_pages_per_poll")))):
             items, last = self._page(path, self._report_params(query, page))
             for item in items:
                 d = self._delivery(item, match)
@@ -351,7 +352,7 @@ class MailUp(Provider):
         with self._lock:
             if campaign_code in self._message_ids:
                 return self._message_ids[campaign_code]
-        list_id = quote(str(self._need("list_id")), safe="")
+        list_id = quote(str(self.require("list_id")), safe="")
         best: int | None = None
         for page in range(_MAX_PAGES):
             items, last = self._page(
@@ -372,7 +373,7 @@ class MailUp(Provider):
 
     def _report_params(self, query: ReportQuery, page: int) -> dict[str, Any]:
         params: dict[str, Any] = {
-            "pageSize": int(self._opt("report_page_size")),
+            "pageSize": int(self.option("report_page_size")),
             "pageNumber": page,
         }
         for name in ("filterby", "orderby"):
@@ -489,8 +490,8 @@ class MailUp(Provider):
                 new = self._grant(
                     {
                         "grant_type": "password",
-                        "username": str(self._need("username")),
-                        "password": str(self._need("password")),
+                        "username": str(self.require("username")),
+                        "password": str(self.require("password")),
                     }
                 )
             self._token = new
@@ -499,8 +500,8 @@ class MailUp(Provider):
     def _grant(self, form: dict[str, str]) -> _Token:
         form = {
             **form,
-            "client_id": str(self._need("client_id")),
-            "client_secret": str(self._need("client_secret")),
+            "client_id": str(self.require("client_id")),
+            "client_secret": str(self.require("client_secret")),
         }
         started = self.clock()
         resp = self.request(
@@ -531,7 +532,7 @@ class MailUp(Provider):
         assert data is not None
         refresh = data.get("refresh_token")
         lifetime = _number(data.get("expires_in")) or 3600.0
-        margin = min(float(self._opt("token_refresh_margin")), lifetime / 2)
+        margin = min(float(self.option("token_refresh_margin")), lifetime / 2)
         tokens = [access, refresh] if isinstance(refresh, str) else [access]
         self._redact = Redactor(self._secrets + tokens)
         log.debug("mailup %s: new access token, %.0fs", self.config.name, lifetime)
@@ -542,20 +543,6 @@ class MailUp(Provider):
         )
 
     # -- helpers ----------------------------------------------------------------
-
-    def _opt(self, name: str) -> Any:
-        value = self.options.get(name)
-        if value is None or value == "":
-            return DEFAULTS.get(name, self.extra_urls.get(name))
-        return value
-
-    def _need(self, name: str) -> Any:
-        value = self.options.get(name)
-        if value is None or value == "":
-            raise ProviderError(
-                f"provider {self.config.name!r}: option {name} is required"
-            )
-        return value
 
     def _http_error(self, resp: requests.Response, *, acted: bool = False) -> CallError:
         """base.http_error quoting the body only after the secrets are masked

@@ -137,6 +137,7 @@ class ReportCursor:
 
 class Ogangi(Provider):
     type = "ogangi"
+    defaults = DEFAULTS
     service_name = "Ogangi Mobile Engagement"
     capabilities = frozenset(
         {
@@ -155,12 +156,12 @@ class Ogangi(Provider):
     def __init__(self, config: ProviderConfig, options: Mapping[str, Any]) -> None:
         super().__init__(config, options)
         for name, allowed in _ENUMS.items():
-            if self._opt(name) not in allowed:
+            if self.option(name) not in allowed:
                 raise ProviderError(
                     f"provider {config.name!r}: option {name} must be one of "
                     + ", ".join(allowed)
                 )
-        self.keyword = self._regex(str(self._opt("mo_keyword")))
+        self.keyword = self._regex(str(self.option("mo_keyword")))
         self.mo_zone = self._zone()
         self._public = str(self.options.get("public_key") or "")
         self._private = str(self.options.get("private_key") or "")
@@ -181,7 +182,7 @@ class Ogangi(Provider):
             )
         sender = self._sender(message.sender)
         carrier = self._carrier()
-        if self._opt("method") == "send_sms":
+        if self.option("method") == "send_sms":
             path = "tools/sendSMS"
             params = [self._instance(), carrier, sender, self._b64(number)]
         else:
@@ -265,7 +266,7 @@ class Ogangi(Provider):
         if page < 0 or not 1 <= per_page <= 1000:
             raise ValueError("page must be >= 0 and per_page from 1 to 1000")
         text = search_string(search)
-        if self._opt("mo_search_encoding") == "base64":
+        if self.option("mo_search_encoding") == "base64":
             value = self._b64(text) if text else "null"
         else:
             value = text or "null"
@@ -298,18 +299,18 @@ class Ogangi(Provider):
         state = (
             cursor
             if isinstance(cursor, ReportCursor)
-            else ReportCursor(int(self._opt("mo_first_page")))
+            else ReportCursor(int(self.option("mo_first_page")))
         )
         if not ours:  # nobody to hear from
             return Report(final=True, counts=_counts(state), details={"pages_read": 0})
         slack = _CLOCK_SKEW + (_NO_TZ_SLACK if self.mo_zone is None else timedelta(0))
         since = query.since - slack
-        per_page = int(self._opt("mo_page_size"))
+        per_page = int(self.option("mo_page_size"))
         page = state.page
         replies, read = state.replies, state.read
         repliers, optouts = set(state.repliers), set(state.optouts)
         last = False
-        for _ in range(max(1, int(self._opt("mo_pages_per_poll")))):
+        for _ in range(max(1, int(self.option("mo_pages_per_poll")))):
             total, items = self.incoming({"order": "asc"}, page, per_page)
             for mo in items:
                 if mo.at is not None and mo.at < since:
@@ -322,7 +323,7 @@ class Ogangi(Provider):
                 repliers.add(who)
                 if keyword.fullmatch(mo.text.strip()):
                     optouts.add(who)
-            done = (page - int(self._opt("mo_first_page")) + 1) * per_page
+            done = (page - int(self.option("mo_first_page")) + 1) * per_page
             page += 1
             last = not items or len(items) < per_page or done >= total
             if last or page > _MAX_PAGES:
@@ -330,7 +331,7 @@ class Ogangi(Provider):
                 break
         state = ReportCursor(page, replies, frozenset(repliers), frozenset(optouts), read)
         details = {
-            "pages_read": page - int(self._opt("mo_first_page")),
+            "pages_read": page - int(self.option("mo_first_page")),
             "mo_read": read,
         }
         if last:
@@ -345,12 +346,12 @@ class Ogangi(Provider):
         """The signature of a call whose path parameters are ``params`` (as sent:
         Base64 values already encoded, None as ``null``)."""
         signed = "/".join(
-            params if self._opt("signed_form") == "decoded" else map(_segment, params)
+            params if self.option("signed_form") == "decoded" else map(_segment, params)
         )
         digest = hmac.new(
             self._private.encode("utf-8"), signed.encode("utf-8"), hashlib.sha256
         ).digest()
-        encoding = self._opt("signature_encoding")
+        encoding = self.option("signature_encoding")
         if encoding == "hex":
             return digest.hex()
         if encoding == "base64":
@@ -462,7 +463,7 @@ class Ogangi(Provider):
 
     def _b64(self, text: str) -> str:
         raw = text.encode("utf-8")
-        if self._opt("base64_alphabet") == "urlsafe":
+        if self.option("base64_alphabet") == "urlsafe":
             return base64.urlsafe_b64encode(raw).decode("ascii")
         return base64.b64encode(raw).decode("ascii")
 
@@ -471,7 +472,7 @@ class Ogangi(Provider):
         if not 6 <= len(digits) <= 15:
             return None
         return {"e164_digits": digits, "e164": "+" + digits, "intl_00": "00" + digits}[
-            self._opt("number_format")
+            self.option("number_format")
         ]
 
     def _need_number(self, to: str) -> str:
@@ -500,10 +501,6 @@ class Ogangi(Provider):
         carrier = self.options.get("carrier")
         return "null" if carrier is None or carrier == "" else str(carrier)
 
-    def _opt(self, name: str) -> Any:
-        value = self.options.get(name)
-        return DEFAULTS.get(name) if value is None or value == "" else value
-
     def _regex(self, pattern: str) -> re.Pattern[str]:
         try:
             return re.compile(pattern, re.I | re.S)
@@ -514,7 +511,7 @@ class Ogangi(Provider):
             ) from None
 
     def _zone(self) -> ZoneInfo | None:
-        name = self._opt("mo_timezone")
+        name = self.option("mo_timezone")
         if name is None:
             return None
         try:

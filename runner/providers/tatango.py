@@ -73,6 +73,7 @@ class MomtCursor:
 
 class Tatango(Provider):
     type = "tatango"
+    defaults = DEFAULTS
     service_name = "Tatango"
     capabilities = frozenset({Capability.SEND, Capability.REPORT})
     schema = "providers/tatango.schema.json"
@@ -85,7 +86,7 @@ class Tatango(Provider):
 
     def __init__(self, config: ProviderConfig, options: Mapping[str, Any]) -> None:
         super().__init__(config, options)
-        fmt = self._opt("phone_format")
+        fmt = self.option("phone_format")
         if fmt not in ("national", "international"):
             raise ProviderError(
                 f"provider {config.name!r}: phone_format must be national or "
@@ -154,7 +155,7 @@ class Tatango(Provider):
 
     def max_text_length(self, unicode: bool = False) -> int:
         """Tatango counts characters, whatever the encoding: 160 by default."""
-        return int(self._opt("max_length"))
+        return int(self.option("max_length"))
 
     # -- report -----------------------------------------------------------------
 
@@ -238,19 +239,7 @@ class Tatango(Provider):
         return data
 
     def _auth(self) -> tuple[str, str]:
-        return str(self._need("email")), str(self._need("api_key"))
-
-    def _opt(self, name: str) -> Any:
-        value = self.options.get(name)
-        return DEFAULTS.get(name) if value is None or value == "" else value
-
-    def _need(self, name: str) -> Any:
-        value = self.options.get(name)
-        if value is None or value == "":
-            raise ProviderError(
-                f"provider {self.config.name!r}: option {name} is required"
-            )
-        return value
+        return str(self.require("email")), str(self.require("api_key"))
 
     def _http_error(self, resp: requests.Response, *, acted: bool = False) -> CallError:
         """base.http_error, quoting Tatango's own message with secrets masked."""

@@ -57,6 +57,7 @@ DEFAULTS: Mapping[str, Any] = {"unit": "day", "remember_me": True}
 
 class Tellody(Provider):
     type = "tellody"
+    defaults = DEFAULTS
     service_name = "Tellody"
     capabilities = frozenset({Capability.REPORT, Capability.CREDITS})
     schema = "providers/tellody.schema.json"
@@ -74,7 +75,7 @@ class Tellody(Provider):
     def report(self, query: ReportQuery, cursor: Any = None) -> Report:
         """Report/UniqueCode for the query's window: final at once (these are
         statistics, not a job); counts SMS_SENT, DL, OPTOUT, URL, VOUCHER, EMAIL_SENT."""
-        unit = str(query.options.get("unit") or self._opt("unit"))
+        unit = str(query.options.get("unit") or self.option("unit"))
         if unit not in UNITS:
             raise ProviderError(
                 f"provider {self.config.name!r}: unit must be one of "
@@ -176,9 +177,9 @@ class Tellody(Provider):
         """Form login; returns the token to use from now on (a rotated one if the
         answer carries it). Login answers are never quoted: they concern secrets."""
         form = {
-            "username": str(self._need("username")),
-            "password": str(self._need("password")),
-            "remember-me": "true" if _truthy(self._opt("remember_me")) else "false",
+            "username": str(self.require("username")),
+            "password": str(self.require("password")),
+            "remember-me": "true" if _truthy(self.option("remember_me")) else "false",
         }
         resp = self.request(
             "POST",
@@ -220,18 +221,6 @@ class Tellody(Provider):
                 )
             )
         return data
-
-    def _opt(self, name: str) -> Any:
-        value = self.options.get(name)
-        return DEFAULTS.get(name) if value is None or value == "" else value
-
-    def _need(self, name: str) -> Any:
-        value = self.options.get(name)
-        if value is None or value == "":
-            raise ProviderError(
-                f"provider {self.config.name!r}: option {name} is required"
-            )
-        return value
 
     def _redact(self, text: str) -> str:
         """Mask the password and the session's token and cookies in quoted text
