@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -223,6 +226,52 @@ def test_dedup_keeps_the_first_row_across_chunks(
         "n2",
     ]
     assert "9 read, 0 invalid, 6 duplicates" in out
+
+
+def test_workers_in_a_fresh_process_match_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a subprocess has no thread of this test session: it always forks workers
+    big_campaign(tmp_path, 5000)  # writes big.csv and optout.txt
+    (tmp_path / "big.yaml").write_text(BIG_YAML, encoding="utf-8")
+    args = ["preview", str(tmp_path / "big.yaml"), "--format", "csv"]
+    env = {**os.environ, "CAMPAIGN_RUNNER_WORKERS": "2"}
+    forked = subprocess.run(
+        [sys.executable, "-m", "runner", *args], capture_output=True, env=env, check=False
+    )
+    monkeypatch.setenv("CAMPAIGN_RUNNER_WORKERS", "1")
+    assert main(args) == 0
+    one = capsys.readouterr()
+    assert forked.returncode == 0, forked.stderr
+    assert forked.stdout.decode() == one.out
+    assert forked.stderr.decode() == one.err
+    assert one.out.count("\n") > 5000
+
+
+BIG_YAML = """\
+version: 1
+name: big
+timezone: Europe/Madrid
+default_region: ES
+vars: {code: X}
+providers:
+  tatango: {type: tatango, email: ops@example.com, api_key: "${TATANGO_API_KEY}"}
+recipients:
+  file: big.csv
+  exclude: [optout.txt]
+  where: "lang != 'fr' or name.endswith('7')"
+templates:
+  promo:
+    by: lang
+    variants:
+      es: "Hola {{ name | first_name }}, tu código {{ vars.code }}. Baja: STOP"
+      en: "Hi {{ name | first_name }}, your code is {{ vars.code }}. STOP to end"
+    default: en
+  plain: "{{ name }} {{ note }}"
+steps:
+  - {id: a, send: {provider: tatango, template: promo}}
+  - {id: b, send: {provider: tatango, template: plain}}
+"""
 
 
 # -- the command ---------------------------------------------------------------------
