@@ -1,10 +1,12 @@
 """Rendering every recipient's messages, in worker processes for large files.
 
 The per-row work (parse, phone, opt-out, ``where``, render, segments, output
-line) does not depend on other rows, so a large file is cut into chunks of whole
-records that worker processes turn into :data:`Event` lists; the caller reads
-them back in file order and does what does depend on order (duplicates, counts,
-writing). Small files and inline lists take the same per-row code in-process.
+line) does not depend on other rows, so the rows are taken in chunks and each
+chunk becomes one :class:`Pack`: its counts, its numbers in order, and per
+template a byte per message, the segments and the output text. The caller
+merges packs in file order and does what depends on order (duplicates, totals,
+writing), touching each row once, cheaply. A large file's chunks are packed by
+forked worker processes; small files and inline lists by the same code in-process.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ import os
 import re
 import signal
 import threading
-from collections import deque
-from collections.abc import Iterator
+from array import array
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner import sources
 from runner.errors import RecipientError, TemplateError, UsageError
 from runner.phones import mask_phone
 from runner.recipients import InvalidRow, Recipient, Screen
+from runner.smsenc import UCS2
 from runner.templating import Renderer
 
 if TYPE_CHECKING:
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
 
 PARALLEL_BYTES = 2 * 1024 * 1024  # smaller files: one process (startup ~0.1 s)
 CHUNK_LINES = 2000
+FEW_NON_GSM = 3  # UCS-2 because of this many distinct characters at most: warn
 COLUMNS = (
     "step",
     "template",
@@ -46,19 +52,38 @@ COLUMNS = (
 )
 CSV_HEADER = ",".join(COLUMNS) + "\n"
 
+# One message's kind, a byte in Output.kinds
+GSM, UNICODE, FAILED = b"G", b"U", b"F"
+# Why a UCS-2 message is UCS-2, a byte in Output.forced: a few characters of the
+# template's text, a few only in the recipient's data, or neither (many, or GSM)
+BY_TEXT, BY_DATA, NOT_FORCED = b"T", b"D", b"-"
 
-# One template rendered for one recipient, as a plain tuple (named tuples cost
-# ~1 µs each to build and pickle ~7x slower, per message):
-#   (encoding, units, segments, non_gsm, text, error, record)
-# ``error`` is "" when it rendered; ``record`` is its CSV line or JSON object
-# ("" when not writing). Consumers unpack.
-Message = tuple[str, int, int, tuple[str, ...], str, str, str]
-# A recipient who passed the checks: (key, phone, where, messages). ``key`` is the
-# E.164 number as an int, ``phone`` as shown (masked unless show_phones), ``where``
-# True/False or the error evaluating it, ``messages`` one per template.
-Accepted = tuple[int, str, bool | str, tuple[Message, ...]]
-# None: an opted-out number.
-Event = Accepted | InvalidRow | None
+# (encoding, units, segments, non_gsm, text, error): one message, for the table
+Message = tuple[str, int, int, tuple[str, ...], str, str]
+
+
+class Output(NamedTuple):
+    """One template over a chunk's accepted rows (those ``where`` lets through)."""
+
+    kinds: bytes  # GSM, UNICODE or FAILED per row
+    forced: bytes  # BY_TEXT, BY_DATA or NOT_FORCED per row
+    segments: array[int]  # per row (0 when failed)
+    errors: dict[int, str]  # row -> why it failed
+    culprits: Counter[str]  # characters that forced UCS-2 (to name the worst)
+    shown: list[tuple[str, Message]]  # (phone, message) per row, when asked
+
+
+class Pack(NamedTuple):
+    """A chunk of rows, checked and rendered."""
+
+    read: int
+    excluded: int
+    invalid: list[InvalidRow]
+    keys: list[int]  # the E.164 number (as an int) of every other row, in order
+    where: dict[int, bool | str]  # index in keys -> False (filtered) or the error
+    outputs: list[Output]  # one per template; rows = keys where ``where`` passed
+    text: str  # the rows' CSV lines or ",\n"-led JSON objects ("" when not writing)
+    ends: array[int]  # where each row's part of ``text`` ends (all its templates)
 
 
 class Job:
@@ -67,53 +92,116 @@ class Job:
     def __init__(
         self,
         campaign: Campaign,
-        templates: tuple[str, ...],
+        steps: list[tuple[str, str]],
         fmt: str = "text",
         show_phones: bool = False,
-        steps: list[tuple[str, str]] | None = None,
         now: datetime | None = None,
     ) -> None:
         self.campaign = campaign
-        self.templates = templates
-        self.steps = steps or [("", t) for t in templates]
+        self.steps = steps  # (step id, template name)
         self.fmt = fmt
         self.show_phones = show_phones
         self.screen = Screen(campaign)
         self.renderer = Renderer(campaign, now)  # one ``now`` for every worker
         self._where = bool(campaign.recipients.where)
         source = self.screen.source
-        # the constant start of each step's CSV record
-        self._prefix = [f"{_q(s)},{_q(t)}," for s, t in self.steps]
+        # the constant parts of each step's CSV record
+        self._prefix = [f"{_q(s)},{_q(t)}," for s, t in steps]
         self._source = f",{_q(source)},"
+        self._texts = [template_text(campaign, t) for _, t in steps]
 
-    def event(self, row: sources.Row) -> Event:
-        got = self.screen.check(row)
-        if not isinstance(got, Recipient):
-            return got
-        if self._where:
-            try:
-                if not self.screen.matches(got):
-                    return (got.key, "", False, ())
-            except RecipientError as e:
-                return (got.key, "", str(e), ())
-        phone = got.phone if self.show_phones else mask_phone(got.phone)
-        return (got.key, phone, True, self.messages(got, phone))
-
-    def messages(self, r: Recipient, phone: str) -> tuple[Message, ...]:
-        out: list[Message] = []
-        for i, (step, name) in enumerate(self.steps):
-            try:
-                rendered = self.renderer.render(name, r)
-            except TemplateError as e:
-                error = str(e)
-                record = self._record(i, step, name, r, phone, "", 0, 0, "", error)
-                out.append(("", 0, 0, (), "", error, record))
+    def pack(self, rows: Iterable[sources.Row], details: bool = False) -> Pack:
+        """Check and render a chunk of rows; ``details`` keeps each message too."""
+        check, matches, where_on = self.screen.check, self.screen.matches, self._where
+        excluded, read = 0, 0
+        invalid: list[InvalidRow] = []
+        keys: list[int] = []
+        where: dict[int, bool | str] = {}
+        accepted: list[tuple[Recipient, str]] = []
+        for row in rows:
+            read += 1
+            got = check(row)
+            if got is None:
+                excluded += 1
                 continue
-            s, text = rendered.segmentation, rendered.text
-            counts = (s.encoding, s.units, s.segments)
-            record = self._record(i, step, name, r, phone, *counts, text, "")
-            out.append((s.encoding, s.units, s.segments, s.non_gsm, text, "", record))
-        return tuple(out)
+            if isinstance(got, InvalidRow):
+                invalid.append(got)
+                continue
+            if where_on:
+                try:
+                    if not matches(got):
+                        where[len(keys)] = False
+                        keys.append(got.key)
+                        continue
+                except RecipientError as e:
+                    where[len(keys)] = str(e)
+                    keys.append(got.key)
+                    continue
+            keys.append(got.key)
+            accepted.append(
+                (got, got.phone if self.show_phones else mask_phone(got.phone))
+            )
+        outputs, text, ends = self._render(accepted, details)
+        return Pack(read, excluded, invalid, keys, where, outputs, text, ends)
+
+    def _render(
+        self, accepted: list[tuple[Recipient, str]], details: bool
+    ) -> tuple[list[Output], str, array[int]]:
+        """Every template for every row; a row's records stay together, in step order."""
+        render, record = self.renderer.render, self._record
+        writing = self.fmt != "text"
+        templates = [
+            (i, step, name, self._texts[i]) for i, (step, name) in enumerate(self.steps)
+        ]
+        kinds = [bytearray() for _ in templates]
+        forced = [bytearray() for _ in templates]
+        segments = [array("I") for _ in templates]
+        errors: list[dict[int, str]] = [{} for _ in templates]
+        culprits: list[Counter[str]] = [Counter() for _ in templates]
+        shown: list[list[tuple[str, Message]]] = [[] for _ in templates]
+        texts: list[str] = []
+        for n, (r, phone) in enumerate(accepted):
+            parts = []
+            for i, step, name, source in templates:
+                try:
+                    rendered = render(name, r)
+                except TemplateError as e:
+                    error = errors[i][n] = str(e)
+                    kinds[i] += FAILED
+                    forced[i] += NOT_FORCED
+                    segments[i].append(0)
+                    if writing:
+                        parts.append(record(i, step, name, r, phone, "", 0, 0, "", error))
+                    if details:
+                        shown[i].append((phone, ("", 0, 0, (), "", error)))
+                    continue
+                s, text = rendered.segmentation, rendered.text
+                segments[i].append(s.segments)
+                if s.encoding != UCS2:
+                    kinds[i] += GSM
+                    forced[i] += NOT_FORCED
+                elif len(s.non_gsm) <= FEW_NON_GSM:
+                    kinds[i] += UNICODE
+                    in_text = any(c in source for c in s.non_gsm)
+                    forced[i] += BY_TEXT if in_text else BY_DATA
+                    culprits[i].update(s.non_gsm)
+                else:
+                    kinds[i] += UNICODE
+                    forced[i] += NOT_FORCED
+                if writing:
+                    counts = (s.encoding, s.units, s.segments)
+                    parts.append(record(i, step, name, r, phone, *counts, text, ""))
+                if details:
+                    message = (s.encoding, s.units, s.segments, s.non_gsm, text, "")
+                    shown[i].append((phone, message))
+            if writing:
+                texts.append("".join(parts))
+        outputs = [
+            Output(bytes(kinds[i]), bytes(forced[i]), segments[i], errors[i], culprits[i],
+                   shown[i])
+            for i, _, _, _ in templates
+        ]  # fmt: skip
+        return outputs, "".join(texts), array("I", accumulate(map(len, texts)))
 
     def _record(
         self,
@@ -128,28 +216,24 @@ class Job:
         text: str,
         error: str,
     ) -> str:
-        """The message as one CSV line or JSON object ("" when not writing)."""
+        """The message as one CSV line or ``,\\n`` and a JSON object."""
         if self.fmt == "csv":
             return (
                 f"{self._prefix[i]}{phone}{self._source}{r.line or r.row},{encoding},"
                 f"{units},{segments},{_q(text)},{_q(error) if error else ''}\n"
             )
-        if self.fmt == "json":
-            body = None if error else text
-            where = r.line or r.row
-            values = (
-                step,
-                name,
-                phone,
-                r.source,
-                where,
-                encoding or None,
-                units,
-                segments,
-            )
-            record = dict(zip(COLUMNS, (*values, body, error or None), strict=True))
-            return json.dumps(record, ensure_ascii=False)
+        body = None if error else text
+        values = (step, name, phone, r.source, r.line or r.row, encoding or None, units)
+        record = dict(zip(COLUMNS, (*values, segments, body, error or None), strict=True))
+        return ",\n" + json.dumps(record, ensure_ascii=False)
+
+
+def template_text(campaign: Campaign, name: str) -> str:
+    """A template's text(s), to tell its own characters from the recipients' data."""
+    template = campaign.templates.get(name)
+    if template is None:
         return ""
+    return (template.text or "") + "".join((template.variants or {}).values())
 
 
 _QUOTE = re.compile('[,"\r\n]')
@@ -162,25 +246,36 @@ def _q(value: str) -> str:
     return value
 
 
-def events(job: Job, workers: int | None = None) -> Iterator[Event]:
-    """Every row's event, in file order; in worker processes for a large file."""
-    n = _worker_count(job, workers)
-    if n <= 1:
-        for row in job.screen.rows():
-            yield job.event(row)
-        return
+def packs(
+    job: Job, details: Callable[[], bool], workers: int | None = None
+) -> Iterator[Pack]:
+    """The source's rows as packs in file order; ``details()`` says, when a chunk
+    is handed out, whether its messages are still wanted whole (for the table)."""
     screen = job.screen
+    n = _worker_count(job, workers)
+    if screen.campaign.recipients.file is None:
+        yield job.pack(screen.rows(), details())
+        return
     layout = screen.layout()
     chunks = sources.chunks(
         screen.path, screen.source, screen.encoding, layout, CHUNK_LINES
     )
-    yield from _parallel(job, layout, chunks, n)
+    if n <= 1:
+        for chunk in chunks:
+            rows = sources.parse(layout, chunk.lines, chunk.first_line, screen.source)
+            yield job.pack(rows, details())
+        return
+    yield from _parallel(job, layout, chunks, details, n)
 
 
 def _parallel(
-    job: Job, layout: sources.Layout, chunks: Iterator[sources.Chunk], n: int
-) -> Iterator[Event]:
-    """Chunks dealt round-robin to ``n`` forked workers, results read back in order.
+    job: Job,
+    layout: sources.Layout,
+    chunks: Iterator[sources.Chunk],
+    details: Callable[[], bool],
+    n: int,
+) -> Iterator[Pack]:
+    """Chunks dealt round-robin to ``n`` forked workers, packs read back in order.
 
     One chunk a worker in flight: the file is never read ahead, and neither side
     can block sending while the other does. Plain pipes, no pool: a pool's helper
@@ -202,7 +297,7 @@ def _parallel(
             chunk = next(chunks, None)
             if chunk is None:
                 break
-            conns[i].send(chunk)
+            conns[i].send((chunk, details()))
             inflight.append(i)
         while inflight:
             i = inflight.popleft()
@@ -210,13 +305,13 @@ def _parallel(
                 ok, result = conns[i].recv()
             except EOFError:
                 raise RecipientError("a preview worker process died") from None
-            chunk = next(chunks, None)
-            if chunk is not None:
-                conns[i].send(chunk)
-                inflight.append(i)
             if not ok:
                 raise result
-            yield from result
+            chunk = next(chunks, None)
+            if chunk is not None:
+                conns[i].send((chunk, details()))
+                inflight.append(i)
+            yield result
     finally:
         for conn in conns:
             # a word to stop: forked workers hold copies of every pipe end, so
@@ -231,19 +326,20 @@ def _parallel(
 
 
 def _serve(job: Job, layout: sources.Layout, conn: Any) -> None:
-    """A worker: chunks in, events out (plain tuples), until the pipe closes."""
+    """A worker: chunks in, packs out, until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     source = job.screen.source
     while True:
         try:
-            chunk = conn.recv()
+            task = conn.recv()
         except (EOFError, OSError):
             return
-        if chunk is None:
+        if task is None:
             return
+        chunk, details = task
         try:
             rows = sources.parse(layout, chunk.lines, chunk.first_line, source)
-            result: Any = (True, [job.event(row) for row in rows])
+            result: Any = (True, job.pack(rows, details))
         except Exception as e:  # shown by the parent's error boundary
             result = (False, e)
         try:

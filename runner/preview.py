@@ -2,26 +2,26 @@
 
 The same pass (read -> normalise -> dedup -> render -> segments) gives the
 engine its ``segments('step')`` figures for ``check_credits``, so what preview
-shows is what a run would plan. Large files are cut into chunks rendered by
-worker processes (see runner.batch); the order-dependent part (duplicates,
-counts, output) stays here, in file order.
+shows is what a run would plan. Rows are checked and rendered by chunk (in
+worker processes for a large file, see runner.batch); what depends on order
+(duplicates, totals, output) is merged here, in file order.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from runner import batch
-from runner.batch import Accepted, Message
+from runner.batch import BY_DATA, BY_TEXT, FAILED, GSM, UNICODE, Message, Pack
 from runner.campaign import SendAction
 from runner.errors import RecipientError, UsageError
-from runner.recipients import InvalidRow, RecipientStats
+from runner.recipients import RecipientStats
 from runner.smsenc import GSM7, UCS2
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 MAX_FAILURES_LISTED = 50
 EXCERPT = 48
-FEW_NON_GSM = 3  # UCS-2 because of this many distinct characters at most: warn
 
 
 @dataclass(frozen=True)
@@ -51,33 +50,120 @@ class _Tally:
     by_encoding: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     failures: list[str] = field(default_factory=list)
-    source: str = ""  # the template's text(s), to tell its characters from data's
     by_text: int = 0  # UCS-2 messages due to a few non-GSM characters in the text
     by_data: int = 0  # ... only in the recipient's data
     culprits: Counter[str] = field(default_factory=Counter)
     shown: list[tuple[str, Message]] = field(default_factory=list)
 
-    def add(self, m: Message) -> None:
-        encoding, _, segments, non_gsm, _, error, _ = m
-        if error:
-            self.failed += 1
-            if len(self.failures) < MAX_FAILURES_LISTED:
-                self.failures.append(error)
-            return
-        self.messages += 1
+    def add(self, out: batch.Output, dropped: list[int], limit: int) -> None:
+        """A chunk's messages, less the rows that turned out to be duplicates."""
+        kinds, forced = out.kinds, out.forced
+        failed = kinds.count(FAILED)
+        unicode = kinds.count(UNICODE)
+        gsm = len(kinds) - failed - unicode
+        segments = sum(out.segments)
+        by_text, by_data = forced.count(BY_TEXT), forced.count(BY_DATA)
+        for n in dropped:
+            kind, why = kinds[n : n + 1], forced[n : n + 1]
+            failed -= kind == FAILED
+            unicode -= kind == UNICODE
+            gsm -= kind == GSM
+            segments -= out.segments[n]
+            by_text -= why == BY_TEXT
+            by_data -= why == BY_DATA
+        self.messages += gsm + unicode
         self.segments += segments
-        self.by_encoding[encoding] += 1
-        if encoding == UCS2 and len(non_gsm) <= FEW_NON_GSM:
-            if any(ch in self.source for ch in non_gsm):
-                self.by_text += 1
-            else:
-                self.by_data += 1
-            self.culprits.update(non_gsm)
+        self.by_encoding[GSM7] += gsm
+        self.by_encoding[UCS2] += unicode
+        self.failed += failed
+        self.by_text += by_text
+        self.by_data += by_data
+        self.culprits.update(out.culprits)
+        skip = set(dropped)
+        for n, error in out.errors.items():
+            if len(self.failures) >= MAX_FAILURES_LISTED:
+                break
+            if n not in skip:
+                self.failures.append(error)
+        for n, shown in enumerate(out.shown):
+            if len(self.shown) >= limit:
+                break
+            if n not in skip:
+                self.shown.append(shown)
 
     def totals(self) -> SendTotals:
-        return SendTotals(
-            self.messages, self.segments, dict(self.by_encoding), self.failed
-        )
+        by_encoding = {k: v for k, v in self.by_encoding.items() if v}
+        return SendTotals(self.messages, self.segments, by_encoding, self.failed)
+
+
+class _Merge:
+    """Packs in file order: duplicates dropped (the first row wins), all counted,
+    every kept message tallied and written."""
+
+    def __init__(
+        self, steps: list[tuple[str, str]], limit: int, fmt: str, sink: TextIO | None
+    ) -> None:
+        self.stats = RecipientStats()
+        self.tallies = [_Tally(s, t) for s, t in steps]
+        self.limit, self.fmt, self.sink = limit, fmt, sink
+        self.seen: set[int] = set()
+        self.written = 0
+
+    def wants_details(self) -> bool:
+        return any(len(t.shown) < self.limit for t in self.tallies)
+
+    def add(self, pack: Pack) -> None:
+        stats, seen, where = self.stats, self.seen, pack.where
+        stats.read += pack.read
+        stats.excluded += pack.excluded
+        for bad in pack.invalid:
+            stats.add_invalid(bad)
+        dropped: list[int] = []  # duplicates among the rows that have messages
+        row = 0  # index of the next row that has messages
+        for i, key in enumerate(pack.keys):
+            passed = where.get(i, True) if where else True
+            if key in seen:
+                stats.duplicates += 1
+                if passed is True:
+                    dropped.append(row)
+                    row += 1
+                continue
+            seen.add(key)
+            if passed is True:
+                stats.accepted += 1
+                row += 1
+            elif passed is False:
+                stats.filtered_out += 1
+            else:
+                raise RecipientError(str(passed))
+        for tally, out in zip(self.tallies, pack.outputs, strict=True):
+            tally.add(out, dropped, self.limit)
+        if self.sink is not None:
+            self._write(pack, dropped)
+
+    def _write(self, pack: Pack, dropped: list[int]) -> None:
+        text, ends = pack.text, pack.ends
+        parts = [text]
+        if dropped:
+            parts, start = [], 0
+            for n in dropped:
+                parts.append(text[start : ends[n - 1] if n else 0])
+                start = ends[n]
+            parts.append(text[start:])
+        for part in parts:
+            if not part:
+                continue
+            if self.fmt == "json" and not self.written:
+                part = "[\n" + part[2:]  # the first object: no ",\n" before it
+            self.sink.write(part)  # type: ignore[union-attr]
+            self.written += 1
+
+    def close(self) -> None:
+        if self.sink is None:
+            return
+        if self.fmt == "json":
+            self.sink.write("\n]\n" if self.written else "[]\n")
+        self.sink.flush()
 
 
 def send_steps(campaign: Campaign, step_id: str | None = None) -> list[tuple[str, str]]:
@@ -98,37 +184,13 @@ def send_steps(campaign: Campaign, step_id: str | None = None) -> list[tuple[str
     return chosen
 
 
-def accepted(events: Iterator[batch.Event], stats: RecipientStats) -> Iterator[Accepted]:
-    """The rows that get messages, in file order: duplicates dropped, all counted."""
-    seen: set[int] = set()
-    for ev in events:
-        stats.read += 1
-        if ev is None:
-            stats.excluded += 1
-        elif isinstance(ev, InvalidRow):
-            stats.add_invalid(ev)
-        else:
-            key, _, where, _ = ev
-            if key in seen:
-                stats.duplicates += 1
-                continue
-            seen.add(key)
-            if where is True:
-                stats.accepted += 1
-                yield ev
-            elif where is False:
-                stats.filtered_out += 1
-            else:
-                raise RecipientError(str(where))
-
-
 def send_totals(campaign: Campaign, template: str) -> SendTotals:
     """Messages and segments one template would send (``segments('step')``)."""
-    tally = _Tally("", template)
-    job = batch.Job(campaign, (template,))
-    for _, _, _, (message,) in accepted(batch.events(job), RecipientStats()):
-        tally.add(message)
-    return tally.totals()
+    steps = [("", template)]
+    merge = _Merge(steps, 0, "text", None)
+    for pack in batch.packs(batch.Job(campaign, steps), merge.wants_details):
+        merge.add(pack)
+    return merge.tallies[0].totals()
 
 
 def preview(
@@ -155,34 +217,19 @@ def preview(
         out.write(f"{campaign.name}: no send step, nothing to preview\n")
         return 0
     writing = fmt if output is not None and fmt != "text" else "text"
-    job = batch.Job(campaign, tuple(t for _, t in steps), writing, show_phones, steps)
-    tallies = [_Tally(s, t, source=_template_text(campaign, t)) for s, t in steps]
-    stats = RecipientStats()
-    written = 0
-    if writing == "csv":
-        assert output is not None
-        output.write(batch.CSV_HEADER)
     sink = output if writing != "text" else None
-    for _, phone, _, messages in accepted(batch.events(job, workers), stats):
-        for tally, m in zip(tallies, messages, strict=True):
-            tally.add(m)
-            if len(tally.shown) < limit:
-                tally.shown.append((phone, m))
-            if sink is not None:
-                record = m[-1]
-                if writing == "json":
-                    record = ("[\n" if not written else ",\n") + record
-                sink.write(record)
-                written += 1
-    if sink is not None:
-        if writing == "json":
-            sink.write("\n]\n" if written else "[]\n")
-        sink.flush()
-    for t in tallies if limit else []:
+    if sink is not None and writing == "csv":
+        sink.write(batch.CSV_HEADER)
+    merge = _Merge(steps, limit, writing, sink)
+    job = batch.Job(campaign, steps, writing, show_phones)
+    for pack in batch.packs(job, merge.wants_details, workers):
+        merge.add(pack)
+    merge.close()
+    for t in merge.tallies if limit else []:
         out.write(f"step {t.step} (template {t.template}):\n")
         _table(t.shown, out)
-    _summary(campaign, tallies, stats, out)
-    return 1 if any(t.failed for t in tallies) else 0
+    _summary(campaign, merge.tallies, merge.stats, out)
+    return 1 if any(t.failed for t in merge.tallies) else 0
 
 
 def _excerpt(text: str) -> str:
@@ -196,7 +243,7 @@ def _table(rows: list[tuple[str, Message]], out: TextIO) -> None:
         return
     width = max(len("PHONE"), *(len(p) for p, _ in rows))
     out.write(f"  {'PHONE':<{width}}  ENC    SEG  TEXT\n")
-    for phone, (encoding, _, segments, _, text, error, _) in rows:
+    for phone, (encoding, _, segments, _, text, error) in rows:
         if error:
             out.write(f"  {phone:<{width}}  -        -  ERROR: {error}\n")
         else:
@@ -241,17 +288,11 @@ def _summary(
                 out.write(f"  ... and {t.failed - len(t.failures):,} more\n")
 
 
-def _template_text(campaign: Campaign, name: str) -> str:
-    template = campaign.templates.get(name)
-    if template is None:
-        return ""
-    return (template.text or "") + "".join((template.variants or {}).values())
-
-
 def _ucs2_warnings(campaign: Campaign, t: _Tally) -> list[str]:
     """Which few characters made messages UCS-2: in the template text, or in data."""
-    in_text = [ch for ch, _ in t.culprits.most_common() if ch in t.source]
-    in_data = [ch for ch, _ in t.culprits.most_common() if ch not in t.source]
+    source = batch.template_text(campaign, t.template)
+    in_text = [ch for ch, _ in t.culprits.most_common() if ch in source]
+    in_data = [ch for ch, _ in t.culprits.most_common() if ch not in source]
     lead = f"template {t.template!r}:"
     cost = "(70 characters a segment, not 160)"
     lines = []

@@ -210,6 +210,18 @@ def test_worker_processes_give_the_same_result_as_one(
     assert one[1].count("\n") > 10 and one[2].count("\n") > 4000
 
 
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_small_chunks_merge_to_the_same_result_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    campaign = big_campaign(tmp_path, 1500)
+    monkeypatch.setattr(batch, "CHUNK_LINES", 10**6)
+    whole = run(campaign, fmt=fmt, workers=1, limit=40)
+    monkeypatch.setattr(batch, "CHUNK_LINES", 7)  # duplicates dropped at every edge
+    assert run(campaign, fmt=fmt, workers=1, limit=40) == whole
+    assert "duplicates" in whole[1] and whole[0] == 0
+
+
 def test_dedup_keeps_the_first_row_across_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
