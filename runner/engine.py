@@ -89,8 +89,11 @@ class CampaignRun:
             while not self.done.wait(0.2):
                 if self.ctx.stop.is_set() and not self._busy():
                     self._finish(EXIT_INTERRUPTED, "interrupted")
-        finally:
-            self.scheduler.shutdown(wait=True)
+        except KeyboardInterrupt:  # a second Ctrl-C: leave now, do not wait for calls
+            self.ctx.stop.set()
+            self.scheduler.shutdown(wait=False)
+            raise
+        self.scheduler.shutdown(wait=True)
         return self.exit_code
 
     def _busy(self) -> bool:
