@@ -260,6 +260,30 @@ def test_workers_in_a_fresh_process_match_one_process(
     assert one.out.count("\n") > 5000
 
 
+def test_a_worker_error_is_one_line_naming_the_row(tmp_path: Path) -> None:
+    rows = ["phone,name"] + [f"+3461234{i:04d},n{i}" for i in range(4000)]
+    rows[3500] = "12,bad"  # file line 3501
+    (tmp_path / "r.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    yaml = (
+        BIG_YAML.replace("  exclude: [optout.txt]\n", "")
+        .replace("  where: \"lang != 'fr' or name.endswith('7')\"\n", "")
+        .replace("  file: big.csv\n", "  file: r.csv\n  on_invalid: fail\n")
+        .replace("{{ note }}", "")
+    )
+    (tmp_path / "c.yaml").write_text(yaml, encoding="utf-8")
+    env = {**os.environ, "CAMPAIGN_RUNNER_WORKERS": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "preview", str(tmp_path / "c.yaml")],
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode() == (
+        "campaign-runner: r.csv:3501: ** too short (on_invalid: fail)\n"
+    )
+
+
 BIG_YAML = """\
 version: 1
 name: big
