@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import re
 import signal
+import sys
 import threading
 from array import array
 from collections import Counter, deque
@@ -350,7 +351,9 @@ def _serve(job: Job, layout: sources.Layout, conn: Any) -> None:
 
 def _worker_count(job: Job, workers: int | None) -> int:
     src = job.campaign.recipients
-    if src.file is None or "fork" not in multiprocessing.get_all_start_methods():
+    # fork shares the loaded campaign and compiled templates for free; only on
+    # Linux is it safe (macOS system libraries object to it)
+    if src.file is None or not sys.platform.startswith("linux"):
         return 1
     # forking a process that runs threads (a test's HTTP server) is unsafe
     if threading.active_count() > 1:

@@ -117,25 +117,25 @@ class Screen:
 
     def check(self, row: Row) -> Recipient | InvalidRow | None:
         """The recipient, why the row is invalid, or None when the number opted out."""
-        fields = row.fields
+        fields, number, line, error = row
         raw = "" if fields is None else fields.get(self.phone_field)
         try:
             if fields is None:
-                raise InvalidPhone(row.error)
+                raise InvalidPhone(error)
             if raw is None or raw == "":
                 raise InvalidPhone(f"no {self.phone_field!r}")
-            phone = self.normalise(str(raw))
+            phone = self.normalise(raw if type(raw) is str else str(raw))
         except InvalidPhone as e:
             bad = InvalidRow(
-                self.source, row.row, mask_phone(str(raw or "")), str(e), row.line
+                self.source, number, mask_phone(str(raw or "")), str(e), line
             )
             if self.fail:
                 raise RecipientError(f"{bad.format()} (on_invalid: fail)") from None
             return bad
-        if int(phone[1:]) in self.excluded:
+        if self.excluded and int(phone[1:]) in self.excluded:
             return None
         assert fields is not None
-        return Recipient(phone, fields, row.row, self.source, row.line)
+        return Recipient(phone, fields, number, self.source, line)
 
     def matches(self, recipient: Recipient) -> bool:
         """Whether ``where`` holds for the recipient (True without one)."""
