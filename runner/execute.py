@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -150,6 +152,16 @@ def run_file(
     resolved, redactor = resolve_options(
         campaign, env, sandbox=settings.sandbox or options.dry_run
     )
+    if options.dry_run:
+        if options.resume:
+            raise UsageError("--dry-run cannot be combined with --resume")
+        # a rehearsal leaves no trace: its journal and log live in a scratch folder
+        scratch = tempfile.mkdtemp(prefix="campaign-runner-dry-run-")
+        settings = dataclasses.replace(
+            settings,
+            state=Path(scratch) / "journal.db",
+            log=Path(scratch) / "events.jsonl",
+        )
     # One process per journal: a daemon resuming this run while we send it would
     # send twice.
     lock = StateLock(lock_path(settings.state or default_path()))
@@ -225,7 +237,10 @@ def run_file(
                 + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
                 + "\n"
             )
-        out.write(f"journal: {journal.path}  events: {log_path}\n")
+        if options.dry_run:
+            out.write("dry run: nothing was sent and nothing was recorded\n")
+        else:
+            out.write(f"journal: {journal.path}  events: {log_path}\n")
         for p in providers.values():
             p.close()
         return result
@@ -235,3 +250,5 @@ def run_file(
         log.close()
         journal.close()
         lock.release()
+        if options.dry_run and settings.state is not None:
+            shutil.rmtree(settings.state.parent, ignore_errors=True)
