@@ -162,6 +162,7 @@ def run_file(
             state=Path(scratch) / "journal.db",
             log=Path(scratch) / "events.jsonl",
         )
+        options = dataclasses.replace(options, now=True)  # nothing to wait for
     # One process per journal: a daemon resuming this run while we send it would
     # send twice.
     lock = StateLock(lock_path(settings.state or default_path()))
