@@ -21,7 +21,8 @@ from typing import Any
 
 from runner.campaign import RetryPolicy
 from runner.eventlog import EventLog
-from runner.journal import Journal, Outcome, Planned, now_iso
+from runner.journal import Journal, now_iso
+from runner.journalwriter import Outcome, Planned
 from runner.providers.base import CallError, ErrorKind, OutboundMessage, Provider
 from runner.ratelimit import RateLimiter
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from runner.journal import Journal, Outcome, Planned, migrations_table
+from runner.journal import Journal, migrations_table
+from runner.journalwriter import Outcome, Planned
 
 
 def planned(run: str, step: str, n: int) -> list[Planned]:

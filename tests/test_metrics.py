@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runner.errors import UsageError
 from runner.eventlog import EventLog
-from runner.journal import Journal, Outcome, Planned
+from runner.journal import Journal
+from runner.journalwriter import Outcome, Planned
 from runner.metrics import (
     Health,
     LogEcho,

@@ -1,0 +1,228 @@
+"""The journal's single writer thread, and the rows it writes.
+
+Plans and claims (the intents) are committed before ``plan``/``claim`` return, so
+no provider call is made before its intent is durable; outcomes are queued and
+committed in batches.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from runner.errors import JournalError
+from runner.journal import messages, now_iso
+
+if TYPE_CHECKING:
+    from runner.journal import Journal
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A rendered message of a send step, recorded ``queued`` before any call."""
+
+    run_id: str
+    step_id: str
+    phone: str
+    seq: int
+    provider: str
+    text: str
+    segments: int
+    source_row: int | None
+    status: str = "queued"  # or "failed" for a message that could not be rendered
+    error_kind: str | None = None
+    error_detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    step_id: str
+    phone: str
+    status: str  # sent|failed|unknown
+    provider: str
+    attempts: int
+    message_id: str | None = None
+    provider_status: str | None = None
+    error_kind: str | None = None
+    error_code: str | None = None
+    error_detail: str | None = None
+    at: str = ""
+
+
+_UPDATE_OUTCOME = (
+    messages.update()
+    .where(
+        messages.c.run_id == sa.bindparam("o_run"),
+        messages.c.step_id == sa.bindparam("o_step"),
+        messages.c.phone == sa.bindparam("o_phone"),
+    )
+    .values(
+        status=sa.bindparam("o_status"),
+        provider=sa.bindparam("o_provider"),
+        attempts=sa.bindparam("o_attempts"),
+        provider_message_id=sa.bindparam("o_mid"),
+        provider_status=sa.bindparam("o_pstatus"),
+        error_kind=sa.bindparam("o_ekind"),
+        error_code=sa.bindparam("o_ecode"),
+        error_detail=sa.bindparam("o_edetail"),
+        # the claim wrote when the call started; a sent outcome gives the exact time
+        sent_at=sa.func.coalesce(sa.bindparam("o_at"), messages.c.sent_at),
+    )
+)
+
+
+def _insert_planned(conn: Connection, rows: Sequence[Planned]) -> None:
+    at = now_iso()
+    conn.execute(
+        messages.insert(),
+        [
+            {
+                "run_id": r.run_id,
+                "step_id": r.step_id,
+                "phone": r.phone,
+                "seq": r.seq,
+                "idem_key": f"{r.run_id}/{r.step_id}/{r.phone}",
+                "provider": r.provider,
+                "status": r.status,
+                "attempts": 0,
+                "segments": r.segments,
+                "text": r.text,
+                "source_row": r.source_row,
+                "created_at": at,
+                "error_kind": r.error_kind,
+                "error_detail": r.error_detail,
+            }
+            for r in rows
+        ],
+    )
+
+
+class JournalWriter:
+    """The single writer thread: plans and claims (intents) are committed before
+    ``plan``/``claim`` return; outcomes are queued and committed in batches (every
+    ``flush_every`` outcomes or ``flush_interval`` seconds, and always with the next
+    claim)."""
+
+    def __init__(
+        self, journal: Journal, flush_every: int = 500, flush_interval: float = 0.2
+    ) -> None:
+        self.journal = journal
+        self.flush_every = flush_every
+        self.flush_interval = flush_interval
+        self._q: queue.Queue[tuple[str, Any, threading.Event | None]] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._loop, name="journal-writer", daemon=True
+        )
+        self._thread.start()
+
+    def plan(self, rows: Sequence[Planned]) -> None:
+        """Insert ``queued`` rows (rendered, never called) and wait for the commit."""
+        self._sync("plan", rows)
+
+    def claim(
+        self, run_id: str, step_id: str, provider: str, phones: Sequence[str]
+    ) -> None:
+        """The intent: mark queued rows ``pending`` and wait for the commit.
+
+        Only after this returns may the calls for ``phones`` be made. Outcomes
+        queued before it are committed in the same transaction.
+        """
+        self._sync("claim", (run_id, step_id, provider, list(phones)))
+
+    def _sync(self, kind: str, payload: Any) -> None:
+        done = threading.Event()
+        self._q.put((kind, payload, done))
+        done.wait()
+        self._raise()
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        self._q.put(("outcome", outcome, None))
+
+    def flush(self) -> None:
+        done = threading.Event()
+        self._q.put(("flush", None, done))
+        done.wait()
+        self._raise()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.flush()
+            self._q.put(("stop", None, None))
+            self._thread.join(timeout=30)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise JournalError(f"journal write failed: {self._error}") from self._error
+
+    def _loop(self) -> None:
+        pending: list[dict[str, Any]] = []
+
+        last = time.monotonic()
+        while True:
+            timeout = (
+                max(0.0, self.flush_interval - (time.monotonic() - last))
+                if pending
+                else None
+            )
+            try:
+                kind, payload, done = self._q.get(timeout=timeout)
+            except queue.Empty:
+                kind, payload, done = "flush", None, None
+            try:
+                if kind == "outcome":
+                    o: Outcome = payload
+                    pending.append(
+                        {
+                            "o_run": o.run_id,
+                            "o_step": o.step_id,
+                            "o_phone": o.phone,
+                            "o_status": o.status,
+                            "o_provider": o.provider,
+                            "o_attempts": o.attempts,
+                            "o_mid": o.message_id,
+                            "o_pstatus": o.provider_status,
+                            "o_ekind": o.error_kind,
+                            "o_ecode": o.error_code,
+                            "o_edetail": o.error_detail,
+                            "o_at": o.at or None,
+                        }
+                    )
+                    if len(pending) < self.flush_every:
+                        continue
+                with self.journal.connect() as conn:
+                    if pending:
+                        conn.execute(_UPDATE_OUTCOME, pending)
+                    if kind == "plan":
+                        _insert_planned(conn, payload)
+                    elif kind == "claim":
+                        run_id, step_id, provider, phones = payload
+                        conn.execute(
+                            messages.update()
+                            .where(
+                                messages.c.run_id == run_id,
+                                messages.c.step_id == step_id,
+                                messages.c.status == "queued",
+                                messages.c.phone.in_(phones),
+                            )
+                            .values(
+                                status="pending", provider=provider, sent_at=now_iso()
+                            )
+                        )
+                pending.clear()
+                last = time.monotonic()
+            except BaseException as e:  # surfaced to the caller by _raise
+                self._error = e
+            finally:
+                if done is not None:
+                    done.set()
+            if kind == "stop":
+                return
