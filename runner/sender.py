@@ -25,6 +25,7 @@ from runner.journal import Journal, now_iso
 from runner.journalwriter import Outcome, Planned
 from runner.providers.base import CallError, ErrorKind, OutboundMessage, Provider
 from runner.ratelimit import RateLimiter
+from runner.smsenc import segment
 
 PLAN_BATCH = 2000
 READ_BATCH = 512
@@ -252,8 +253,6 @@ class Dispatcher:
 
     def _attempt(self, row: tuple[Any, ...]) -> None:
         _seq, phone, text, segments, _src = row
-        from runner.smsenc import segment
-
         msg = OutboundMessage(
             to=phone,
             text=text,
