@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -36,6 +37,8 @@ from runner.templating import Renderer
 
 if TYPE_CHECKING:
     from runner.campaign import Campaign
+
+log = logging.getLogger(__name__)
 
 PARALLEL_BYTES = 2 * 1024 * 1024  # smaller files: one process (startup ~0.1 s)
 CHUNK_LINES = 2000
@@ -259,29 +262,32 @@ def packs(
         yield job.pack(screen.rows(), details())
         return
     layout = screen.layout()
-    chunks = sources.chunks(
-        screen.path, screen.source, screen.encoding, layout, CHUNK_LINES
-    )
-    if n <= 1:
+    if n <= 1 or not sources.splittable(screen.encoding):
+        chunks = sources.chunks(
+            screen.path, screen.source, screen.encoding, layout, CHUNK_LINES
+        )
         for chunk in chunks:
             rows = sources.parse(layout, chunk.lines, chunk.first_line, screen.source)
             yield job.pack(rows, details())
         return
-    yield from _parallel(job, layout, chunks, details, n)
+    spans = sources.spans(screen.path, screen.source, layout, CHUNK_LINES)
+    yield from _parallel(job, layout, spans, details, n)
 
 
 def _parallel(
     job: Job,
     layout: sources.Layout,
-    chunks: Iterator[sources.Chunk],
+    spans: Iterator[sources.Span],
     details: Callable[[], bool],
     n: int,
 ) -> Iterator[Pack]:
-    """Chunks dealt round-robin to ``n`` forked workers, packs read back in order.
+    """Byte ranges of the file dealt round-robin to ``n`` forked workers, which
+    read and pack them; packs read back in order.
 
-    One chunk a worker in flight: the file is never read ahead, and neither side
-    can block sending while the other does. Plain pipes, no pool: a pool's helper
-    threads would compete with this one for the GIL.
+    Two ranges a worker in flight, so that it never waits for this process. A
+    task is a few bytes, so sending one never blocks; a worker may block sending
+    a pack, but only until this process reads it, which it does in order.
+    Plain pipes, no pool: a pool's helper threads would compete for the GIL.
     """
     ctx = multiprocessing.get_context("fork")
     conns: list[Any] = []
@@ -290,6 +296,15 @@ def _parallel(
     # seen, a million of them, again and again (this process has no other thread)
     collecting = gc.isenabled()
     gc.disable()
+    inflight: deque[int] = deque()
+
+    def submit(i: int) -> None:
+        span = next(spans, None)
+        if span is not None:
+            conns[i].send((span, details()))
+            inflight.append(i)
+
+    log.info("preview: %d worker processes", n)
     try:
         for _ in range(n):
             parent, child = ctx.Pipe()
@@ -298,14 +313,9 @@ def _parallel(
             child.close()
             conns.append(parent)
             procs.append(proc)
-        inflight: deque[int] = deque()
-        for i in range(n):
-            chunk = next(chunks, None)
-            if chunk is None:
-                break
-            conns[i].send((chunk, details()))
-            inflight.append(i)
-        chunk = next(chunks, None)  # read ahead: a worker that is done waits less
+        for _ in range(2):
+            for i in range(n):
+                submit(i)
         while inflight:
             i = inflight.popleft()
             try:
@@ -314,10 +324,7 @@ def _parallel(
                 raise RecipientError("a preview worker process died") from None
             if not ok:
                 raise result
-            if chunk is not None:
-                conns[i].send((chunk, details()))
-                inflight.append(i)
-                chunk = next(chunks, None)
+            submit(i)
             yield result
     finally:
         for conn in conns:
@@ -335,12 +342,13 @@ def _parallel(
 
 
 def _serve(job: Job, layout: sources.Layout, conn: Any) -> None:
-    """A worker: chunks in, packs out, until told to stop."""
+    """A worker: byte ranges in, packs out, until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # what we inherited (templates, phone metadata) is never garbage: left out of
     # every collection, which otherwise walks it again and again (~20% of the time)
     gc.freeze()
-    source = job.screen.source
+    screen = job.screen
+    source = screen.source
     while True:
         try:
             task = conn.recv()
@@ -348,9 +356,10 @@ def _serve(job: Job, layout: sources.Layout, conn: Any) -> None:
             return
         if task is None:
             return
-        chunk, details = task
+        span, details = task
         try:
-            rows = sources.parse(layout, chunk.lines, chunk.first_line, source)
+            lines = sources.read_span(screen.path, source, screen.encoding, span)
+            rows = sources.parse(layout, lines, span.first_line, source)
             result: Any = (True, job.pack(rows, details))
         except Exception as e:  # shown by the parent's error boundary
             result = (False, e)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -172,6 +173,57 @@ def chunks(
                 block = []
         if block:
             yield Chunk(start, block)
+
+
+class Span(NamedTuple):
+    """Whole records of a file, as a byte range (for a worker to read itself)."""
+
+    first_line: int
+    start: int
+    end: int
+
+
+def splittable(encoding: str) -> bool:
+    """Whether the encoding's bytes can be cut at ``\\n`` and counted for ``"``:
+    UTF-8, Latin-1 and the like; not UTF-16 or UTF-32."""
+    return 'a\n"'.encode(encoding).endswith(b'a\n"')  # a UTF-8 BOM may come first
+
+
+def spans(path: Path, name: str, layout: Layout, size: int) -> Iterator[Span]:
+    """``chunks`` as byte ranges, found without decoding (see ``splittable``)."""
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise RecipientError(f"{name}: cannot read: {e.strerror or e}") from None
+    with f:
+        csv_file = layout.fmt == "csv"
+        offset, line = (len(f.readline()), 2) if csv_file else (0, 1)
+        start, count, quotes = offset, 0, 0
+        for data in f:
+            offset += len(data)
+            count += 1
+            if csv_file:
+                quotes += data.count(b'"')
+            if count >= size and not quotes & 1:
+                yield Span(line, start, offset)
+                start, line, count = offset, line + count, 0
+        if count:
+            yield Span(line, start, offset)
+
+
+def read_span(path: Path, name: str, encoding: str, span: Span) -> list[str]:
+    """A span's lines, decoded; a decoding error names its line."""
+    with path.open("rb") as f:
+        f.seek(span.start)
+        data = f.read(span.end - span.start)
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = span.first_line + data.count(b"\n", 0, e.start)
+        raise RecipientError(
+            f"{name}:{line}: cannot decode as {encoding}: {e.reason}"
+        ) from None
+    return list(io.StringIO(text, newline=""))  # lines as a text file gives them
 
 
 def first_line(path: Path, name: str, encoding: str) -> str:

@@ -200,12 +200,21 @@ def test_worker_processes_give_the_same_result_as_one(
 ) -> None:
     if threading.active_count() > 1:
         pytest.skip("worker processes are not forked while threads run")
-    monkeypatch.setattr(
-        batch, "CHUNK_LINES", 300
-    )  # many chunks, records split over lines
+    # many chunks, records split over lines
+    monkeypatch.setattr(batch, "CHUNK_LINES", 300)
+    forked = []
+    parallel = batch._parallel
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        forked.append(args[-1])
+        yield from parallel(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "_parallel", spy)
     campaign = big_campaign(tmp_path, 4000)
     one = run(campaign, fmt="csv", workers=1)
+    assert forked == []
     two = run(campaign, fmt="csv", workers=2)
+    assert forked == [2]
     assert one == two
     assert one[1].count("\n") > 10 and one[2].count("\n") > 4000
 
@@ -249,14 +258,19 @@ def test_workers_in_a_fresh_process_match_one_process(
     args = ["preview", str(tmp_path / "big.yaml"), "--format", "csv"]
     env = {**os.environ, "CAMPAIGN_RUNNER_WORKERS": "2"}
     forked = subprocess.run(
-        [sys.executable, "-m", "runner", *args], capture_output=True, env=env, check=False
+        [sys.executable, "-m", "runner", "-v", *args],
+        capture_output=True,
+        env=env,
+        check=False,
     )
     monkeypatch.setenv("CAMPAIGN_RUNNER_WORKERS", "1")
     assert main(args) == 0
     one = capsys.readouterr()
     assert forked.returncode == 0, forked.stderr
     assert forked.stdout.decode() == one.out
-    assert forked.stderr.decode() == one.err
+    log, _, summary = forked.stderr.decode().partition("\n")
+    assert log == "INFO runner.batch: preview: 2 worker processes"
+    assert summary == one.err
     assert one.out.count("\n") > 5000
 
 

@@ -228,3 +228,30 @@ def test_data_dir_has_the_documented_files() -> None:
     # the cases above rely on these exact bytes
     assert (DATA / "bom_semicolon.csv").read_bytes().startswith(b"\xef\xbb\xbfphone;")
     assert b"\xe9" in (DATA / "latin1.csv").read_bytes()
+
+
+def test_byte_spans_hold_whole_records_and_name_a_bad_line(tmp_path: Path) -> None:
+    from runner import sources
+
+    rows = [f'+3461234{i:04d},"note {i}\nmore"' for i in range(300)]  # 2 lines each
+    rows[250] = "+34612340250,Jos\udce9"  # one line, a byte that is not UTF-8
+    data = ("phone,note\n" + "\n".join(rows) + "\n").encode("utf-8", "surrogateescape")
+    (tmp_path / "r.csv").write_bytes(data)
+    path = tmp_path / "r.csv"
+    layout = sources.Layout("csv", sources.dialect("phone,note"), ("phone", "note"))
+    spans = list(sources.spans(path, "r.csv", layout, 100))
+    assert len(spans) > 3
+    assert spans[0].first_line == 2 and spans[0].start == len(b"phone,note\n")
+    lines = 0
+    for span in spans:
+        if span.start <= data.index(b"\xe9") < span.end:
+            with pytest.raises(RecipientError) as e:
+                sources.read_span(path, "r.csv", "utf-8-sig", span)
+            # 250 two-line records after the header: the bad row is on line 502
+            assert str(e.value).startswith("r.csv:502: cannot decode as utf-8-sig")
+            continue
+        text = sources.read_span(path, "r.csv", "utf-8-sig", span)
+        rows_read = list(sources.parse(layout, text, span.first_line, "r.csv"))
+        assert all(r.fields and r.fields["note"].endswith("more") for r in rows_read)
+        lines += sum(1 for _ in rows_read)
+    assert lines == 250  # rows 0-249; rows 250-299 are the span with the bad byte
