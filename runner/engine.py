@@ -11,7 +11,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from runner import steps as step_impl
@@ -140,7 +140,18 @@ class CampaignRun:
                     f"  {step.id}: waiting until {local:%Y-%m-%d %H:%M:%S %Z}\n"
                 )
                 self.ctx.out.flush()
-        self.scheduler.at(when, self._run_step, index, job_id=f"step:{step.id}")
+        self._at(when, index)
+
+    def _at(self, when: datetime, index: int) -> None:
+        """Run step ``index`` at campaign time ``when``.
+
+        The delay is measured on the run's clock and handed to APScheduler as real
+        time, so an injected clock (tests, rehearsals) and the scheduler agree.
+        """
+        delay = when - self.ctx.clock()
+        real = datetime.now(UTC) + max(delay, timedelta(0))
+        step = self.ctx.campaign.steps[index]
+        self.scheduler.at(real, self._run_step, index, job_id=f"step:{step.id}")
 
     def _run_step(self, index: int) -> None:
         ctx = self.ctx
@@ -174,9 +185,7 @@ class CampaignRun:
                 until=result.resume_at.isoformat(),
                 reason=result.message,
             )
-            self.scheduler.at(
-                result.resume_at, self._run_step, index, job_id=f"step:{step.id}"
-            )
+            self._at(result.resume_at, index)
             return
         if ctx.stop.is_set() and result.status in ("paused", "interrupted"):
             ctx.journal.finish_step(
