@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,16 +22,13 @@ MADRID = ZoneInfo("Europe/Madrid")
 
 
 class ClosingClock:
-    """Campaign time: 19:59:59 local for the first ``calls`` readings, then 20:00:01."""
+    """Campaign time: 19:59:59 local until ``closed()`` says so, then 20:00:01."""
 
-    def __init__(self, calls: int) -> None:
-        self.calls = calls
-        self.lock = threading.Lock()
+    def __init__(self, closed: Callable[[], bool]) -> None:
+        self.closed = closed
 
     def __call__(self) -> datetime:
-        with self.lock:
-            self.calls -= 1
-            late = self.calls < 0
+        late = self.closed()
         local = (
             datetime(2026, 11, 23, 20, 0, 1)
             if late
@@ -80,7 +78,8 @@ def test_window_closing_mid_send_pauses_until_it_opens_and_resume_finishes(
             providers=providers,
             options=RunOptions(now=True),
             stop=stop,
-            clock=ClosingClock(calls=60),
+            # the window closes once the provider has 20 messages: mid-send
+            clock=ClosingClock(lambda: len(sandbox.emulators["mailup"].messages) >= 20),
         )
         assert paused.is_set()
         assert result.exit_code == 130
