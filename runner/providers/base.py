@@ -320,6 +320,17 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
 
 
+def json_object(resp: requests.Response) -> dict[str, Any] | None:
+    """The body as a JSON object, or None (HTML page, truncated, wrong shape)."""
+    if "html" in resp.headers.get("Content-Type", ""):
+        return None
+    try:
+        data = resp.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 _WS = re.compile(r"\s+")
 
 

@@ -42,6 +42,7 @@ from runner.providers.base import (
     SentRecord,
     excerpt,
     http_error,
+    json_object,
     protocol_error,
 )
 from runner.secrets import Redactor
@@ -178,7 +179,7 @@ class MailUp(Provider):
         return result
 
     def _send_result(self, resp: requests.Response) -> SendResult:
-        data = _json_object(resp)
+        data = json_object(resp)
         if data is None:
             if resp.ok:  # the request was taken, the answer is garbage: may have sent
                 return SendResult(
@@ -449,7 +450,7 @@ class MailUp(Provider):
             resp = self._get(url, params, self._bearer(stale=token))
         if resp.status_code != 200:
             error = self._http_error(resp)
-            data = _json_object(resp)
+            data = json_object(resp)
             if data is not None and data.get("ErrorDescription"):
                 error = dataclasses.replace(
                     error, detail=excerpt(self._redact(str(data["ErrorDescription"])))
@@ -509,7 +510,7 @@ class MailUp(Provider):
         )
         if isinstance(resp, CallError):
             raise ProviderCallError(self._clean(resp))
-        data = _json_object(resp)
+        data = json_object(resp)
         if resp.status_code != 200:
             error = http_error(resp)  # its detail is replaced: never quoted
             if resp.status_code in (400, 401):  # invalid_grant / invalid_client
@@ -564,18 +565,6 @@ class MailUp(Provider):
         return CallError(
             ErrorKind.PROTOCOL, "protocol", f"{what}: unexpected shape ({keys})"
         )
-
-
-def _json_object(resp: requests.Response) -> dict[str, Any] | None:
-    """The body as a JSON object, or None (HTML page, truncated, wrong shape)."""
-    ctype = resp.headers.get("Content-Type", "")
-    if "html" in ctype:
-        return None
-    try:
-        data = resp.json()
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _number(value: Any) -> float | None:

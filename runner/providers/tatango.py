@@ -40,6 +40,7 @@ from runner.providers.base import (
     SendResult,
     excerpt,
     http_error,
+    json_object,
     protocol_error,
 )
 from runner.secrets import Redactor
@@ -133,7 +134,7 @@ class Tatango(Provider):
             # 401 auth, 422 content/number refused, 429 rate limited (Retry-After);
             # a 500 may come after the message went out.
             return SendResult(error=self._http_error(resp, acted=True))
-        data = _json_object(resp)
+        data = json_object(resp)
         sent = data.get("transactional_message") if data is not None else None
         ident = sent.get("id") if isinstance(sent, dict) else None
         if isinstance(ident, bool) or not isinstance(ident, int | str) or ident == "":
@@ -231,7 +232,7 @@ class Tatango(Provider):
             )
         if not resp.ok:
             raise ProviderCallError(self._http_error(resp))
-        data = _json_object(resp)
+        data = json_object(resp)
         if data is None:
             raise ProviderCallError(
                 self._protocol(f"{path} answer is not JSON", resp.text)
@@ -244,7 +245,7 @@ class Tatango(Provider):
     def _http_error(self, resp: requests.Response, *, acted: bool = False) -> CallError:
         """base.http_error, quoting Tatango's own message with secrets masked."""
         error = http_error(resp, acted=acted)
-        data = _json_object(resp)
+        data = json_object(resp)
         said = next((data[k] for k in _DETAIL_KEYS if data and data.get(k)), None)
         text = resp.text if said is None else str(said)
         return dataclasses.replace(error, detail=excerpt(self._redact(text)))
@@ -257,17 +258,6 @@ class Tatango(Provider):
         return (
             error if detail == error.detail else dataclasses.replace(error, detail=detail)
         )
-
-
-def _json_object(resp: requests.Response) -> dict[str, Any] | None:
-    """The body as a JSON object, or None (HTML page, truncated, wrong shape)."""
-    if "html" in resp.headers.get("Content-Type", ""):
-        return None
-    try:
-        data = resp.json()
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _num(rep: Mapping[str, Any], key: str) -> float:

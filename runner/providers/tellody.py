@@ -37,6 +37,7 @@ from runner.providers.base import (
     ReportQuery,
     excerpt,
     http_error,
+    json_object,
     protocol_error,
 )
 from runner.secrets import Redactor
@@ -190,7 +191,7 @@ class Tellody(Provider):
         )
         if isinstance(resp, CallError):
             raise ProviderCallError(self._clean(resp))
-        data = _json_object(resp)
+        data = json_object(resp)
         if resp.status_code in (401, 403) or (data or {}).get("access-denied"):
             cause = (data or {}).get("cause") or f"HTTP {resp.status_code}"
             raise ProviderCallError(
@@ -213,7 +214,7 @@ class Tellody(Provider):
     # -- helpers --------------------------------------------------------------------
 
     def _json(self, resp: requests.Response, what: str) -> dict[str, Any]:
-        data = _json_object(resp)
+        data = json_object(resp)
         if data is None:
             raise ProviderCallError(
                 protocol_error(
@@ -246,16 +247,6 @@ class Tellody(Provider):
 def _refused(resp: requests.Response) -> bool:
     """The session or the token was refused (or we were sent to the login page)."""
     return resp.status_code in (401, 403) or 300 <= resp.status_code < 400
-
-
-def _json_object(resp: requests.Response) -> dict[str, Any] | None:
-    if "html" in resp.headers.get("Content-Type", ""):
-        return None
-    try:
-        data = resp.json()
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _number(value: Any, what: str, data: Mapping[str, Any]) -> float:
