@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from clockkit import Clock
 from pytest_httpserver import HTTPServer
 from werkzeug import Response as WResponse
 
@@ -50,19 +51,6 @@ CREDS: dict[str, Any] = {
 }
 SECRETS = [str(CREDS[k]) for k in MailUp.secret_options]
 T0 = 1_700_000_000.0
-
-
-class Clock:
-    """A clock tests move by hand (the emulator's settle, the token expiry)."""
-
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @dataclass
@@ -116,7 +104,7 @@ _mounts = itertools.count()
 
 @contextmanager
 def make_env(sb: Sandbox, **emu_kwargs: Any) -> Iterator[Env]:
-    clock = Clock()
+    clock = Clock(T0)
     emu = MailUpEmulator(dict(CREDS), clock=clock, settle=30.0, **emu_kwargs)
     name = f"mailup{next(_mounts)}"
     try:

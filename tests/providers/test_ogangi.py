@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from clockkit import Clock
 from pytest_httpserver import HTTPServer
 from werkzeug import Response as WResponse
 
@@ -73,17 +74,6 @@ def by_hand(signed: str, key: str = PRIVATE) -> str:
     return hmac.new(key.encode(), signed.encode(), hashlib.sha256).hexdigest()
 
 
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-
-
 @dataclass
 class Env:
     sb: Sandbox
@@ -124,7 +114,7 @@ _mounts = itertools.count()
 def make_env(
     sb: Sandbox, emu_options: dict[str, Any] | None = None, **kw: Any
 ) -> Iterator[Env]:
-    clock = Clock()
+    clock = Clock(T0)
     emu = OgangiEmulator({**CREDS, **(emu_options or {})}, clock=clock, **kw)
     name = f"ogangi{next(_mounts)}"
     try:

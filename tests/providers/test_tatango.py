@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from clockkit import Clock
 from pytest_httpserver import HTTPServer
 from werkzeug import Request as WRequest
 from werkzeug import Response as WResponse
@@ -38,17 +39,6 @@ CREDS: dict[str, Any] = {"email": "ops@example.com", "api_key": Secret("tk-8Hq2L
 KEY = str(CREDS["api_key"])
 T0 = 1_700_000_000.0
 SEND = "/api/v2/transactional_messages"
-
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @dataclass
@@ -89,7 +79,7 @@ _mounts = itertools.count()
 
 @contextmanager
 def make_env(sb: Sandbox, **emu_kwargs: Any) -> Iterator[Env]:
-    clock = Clock()
+    clock = Clock(T0)
     emu = TatangoEmulator(dict(CREDS), clock=clock, **emu_kwargs)
     name = f"tatango{next(_mounts)}"
     try:

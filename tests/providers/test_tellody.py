@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
+from clockkit import Clock
 from pytest_httpserver import HTTPServer
 from werkzeug import Response as WResponse
 
@@ -39,17 +40,6 @@ from runner.secrets import Secret
 CREDS: dict[str, Any] = {"username": "acme-marketing", "password": Secret("pw-Zq81xLw3")}
 PASSWORD = str(CREDS["password"])
 T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @dataclass
@@ -93,7 +83,7 @@ _mounts = itertools.count()
 
 @contextmanager
 def make_env(sb: Sandbox, **emu_kwargs: Any) -> Iterator[Env]:
-    clock = Clock()
+    clock = Clock(T0)
     emu = TellodyEmulator(dict(CREDS), clock=clock, **emu_kwargs)
     name = f"tellody{next(_mounts)}"
     try:
