@@ -86,13 +86,6 @@ def build(
     return MailUp(cfg, opts)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    """One server for the module (stopping one costs ~0.5 s); a mount per test."""
-    with Sandbox() as sb:
-        yield sb
-
-
 @pytest.fixture
 def env(sandbox: Sandbox) -> Iterator[Env]:
     with make_env(sandbox) as e:

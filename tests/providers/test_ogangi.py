@@ -101,12 +101,6 @@ def build(
     return Ogangi(cfg, opts)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as sb:
-        yield sb
-
-
 _mounts = itertools.count()
 
 

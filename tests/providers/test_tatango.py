@@ -68,12 +68,6 @@ def build(
     return Tatango(cfg, opts)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as sb:
-        yield sb
-
-
 _mounts = itertools.count()
 
 

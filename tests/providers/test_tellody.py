@@ -72,12 +72,6 @@ def build(
     return Tellody(cfg, opts)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as sb:
-        yield sb
-
-
 _mounts = itertools.count()
 
 
