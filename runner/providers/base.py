@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -17,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3.exceptions as ue
 
 from runner import __version__
 from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
+from runner.providers.http import Response, Transport
 from runner.timeparse import Rate
 
 log = logging.getLogger(__name__)
@@ -189,6 +188,7 @@ class Provider:
     extra_urls: ClassVar[Mapping[str, str]] = {}
     # option defaults (the schema fragment says the same)
     defaults: ClassVar[Mapping[str, Any]] = {}
+    keeps_cookies: ClassVar[bool] = False  # a cookie session (Tellody's login)
 
     def __init__(self, config: ProviderConfig, options: Mapping[str, Any]) -> None:
         self.config = config
@@ -196,7 +196,13 @@ class Provider:
         self.base_url = (config.base_url or self.default_base_url).rstrip("/")
         self.concurrency = config.concurrency or self.default_concurrency
         self.timeout = config.timeout
-        self.session = self._new_session()
+        self.http = Transport(
+            pool_size=max(self.concurrency, 4),
+            timeout=self.timeout,
+            user_agent=USER_AGENT,
+            ca_bundle=config.ca_bundle,
+            cookies=self.keeps_cookies,
+        )
         self._lock = threading.Lock()
 
     # -- capabilities -------------------------------------------------------------
@@ -234,59 +240,45 @@ class Provider:
         return None
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
     # -- shared HTTP behaviour ----------------------------------------------------
 
-    def _new_session(self) -> requests.Session:
-        s = requests.Session()
-        adapter = HTTPAdapter(
-            pool_connections=4, pool_maxsize=max(self.concurrency, 4), max_retries=0
-        )
-        s.mount("http://", adapter)
-        s.mount("https://", adapter)
-        s.headers["User-Agent"] = USER_AGENT
-        # The environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE) is read once
-        # here instead of on every request, which costs ~7% of a send's CPU.
-        s.trust_env = False
-        s.proxies = dict(requests.utils.get_environ_proxies(self.base_url or "https://x"))
-        env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        s.verify = self.config.ca_bundle or env_ca or True  # never off for a provider
-        return s
-
-    def request(
-        self, method: str, url: str, **kwargs: Any
-    ) -> requests.Response | CallError:
+    def request(self, method: str, url: str, **kwargs: Any) -> Response | CallError:
         """One HTTP call with explicit timeouts, classified on failure.
 
         Returns the response (whatever its status) or a CallError for failures
         below HTTP. Connection errors before the request was written cannot have
         reached the provider; a read timeout or a dropped connection after it may.
         """
-        kwargs.setdefault("timeout", self.timeout)
         try:
-            return self.session.request(method, url, **kwargs)
-        except requests.exceptions.ConnectTimeout:
+            return self.http.request(method, url, **kwargs)
+        except (ue.NewConnectionError, ue.NameResolutionError) as e:
+            # refused, unknown host, unreachable: nothing was written
+            return CallError(ErrorKind.TRANSIENT, "connection", _short(_root_cause(e)))
+        except ue.ConnectTimeoutError:
             return CallError(ErrorKind.TRANSIENT, "connect-timeout", "connect timed out")
-        except requests.exceptions.ReadTimeout:
+        except ue.ReadTimeoutError:
             return CallError(
                 ErrorKind.TRANSIENT, "timeout", "no answer in time", may_have_acted=True
             )
-        except requests.exceptions.SSLError as e:
+        except ue.SSLError as e:
             return CallError(ErrorKind.TRANSIENT, "tls", _short(str(e)))
-        except requests.exceptions.ConnectionError as e:
-            reached = not _never_connected(e)
+        except ue.ProxyError as e:
+            return CallError(ErrorKind.TRANSIENT, "proxy", _short(_root_cause(e)))
+        except (ue.ProtocolError, OSError) as e:
+            # dropped or cut short after the request went out
             return CallError(
                 ErrorKind.TRANSIENT,
                 "connection",
                 _short(_root_cause(e)),
-                may_have_acted=reached,
+                may_have_acted=True,
             )
-        except requests.exceptions.RequestException as e:
+        except (ue.HTTPError, ValueError) as e:  # undecodable body, malformed URL
             return CallError(ErrorKind.PROTOCOL, "request", _short(str(e)))
 
 
-def http_error(resp: requests.Response, *, acted: bool = False) -> CallError:
+def http_error(resp: Response, *, acted: bool = False) -> CallError:
     """The default classification of an HTTP status the provider did not explain."""
     code = f"HTTP {resp.status_code}"
     text = excerpt(resp.text)
@@ -320,7 +312,7 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, (when - datetime.now(when.tzinfo)).total_seconds())
 
 
-def json_object(resp: requests.Response) -> dict[str, Any] | None:
+def json_object(resp: Response) -> dict[str, Any] | None:
     """The body as a JSON object, or None (HTML page, truncated, wrong shape)."""
     if "html" in resp.headers.get("Content-Type", ""):
         return None
@@ -359,28 +351,3 @@ def _root_cause(e: BaseException) -> str:
         assert nxt is not None
         e = nxt
     return f"{type(e).__name__}: {e}"
-
-
-def _never_connected(e: requests.exceptions.ConnectionError) -> bool:
-    """True when urllib3 failed to open the connection (refused, DNS, unreachable)."""
-    import urllib3.exceptions as ue
-
-    cur: BaseException | None = e
-    seen = 0
-    while cur is not None and seen < 10:
-        if isinstance(cur, ue.NewConnectionError | ue.NameResolutionError):
-            return True
-        if isinstance(cur, ue.MaxRetryError) and cur.reason is not None:
-            cur = cur.reason
-        else:
-            cur = (
-                cur.__cause__
-                or cur.__context__
-                or (
-                    cur.args[0]
-                    if cur.args and isinstance(cur.args[0], BaseException)
-                    else None
-                )
-            )
-        seen += 1
-    return False

@@ -22,8 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import requests
-
 from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
 from runner.providers.base import (
@@ -45,6 +43,7 @@ from runner.providers.base import (
     json_object,
     protocol_error,
 )
+from runner.providers.http import Response
 from runner.secrets import Redactor
 
 log = logging.getLogger(__name__)
@@ -178,7 +177,7 @@ class MailUp(Provider):
             result = dataclasses.replace(result, error=self._clean(result.error))
         return result
 
-    def _send_result(self, resp: requests.Response) -> SendResult:
+    def _send_result(self, resp: Response) -> SendResult:
         data = json_object(resp)
         if data is None:
             if resp.ok:  # the request was taken, the answer is garbage: may have sent
@@ -463,9 +462,7 @@ class MailUp(Provider):
                 self._clean(self._protocol(f"{path} answer is not JSON", resp.text))
             ) from None
 
-    def _get(
-        self, url: str, params: Mapping[str, Any] | None, token: str
-    ) -> requests.Response:
+    def _get(self, url: str, params: Mapping[str, Any] | None, token: str) -> Response:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         resp = self.request("GET", url, params=params, headers=headers)
         if isinstance(resp, CallError):
@@ -545,7 +542,7 @@ class MailUp(Provider):
 
     # -- helpers ----------------------------------------------------------------
 
-    def _http_error(self, resp: requests.Response, *, acted: bool = False) -> CallError:
+    def _http_error(self, resp: Response, *, acted: bool = False) -> CallError:
         """base.http_error quoting the body only after the secrets are masked
         (a cut excerpt could otherwise keep the start of one)."""
         error = http_error(resp, acted=acted)

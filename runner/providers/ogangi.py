@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import requests
 from lxml import etree
 
 from runner.campaign import ProviderConfig
@@ -48,6 +47,7 @@ from runner.providers.base import (
     http_error,
     parse_retry_after,
 )
+from runner.providers.http import Response
 from runner.providers.xmlparse import XMLError, child_text, find_all, find_top, parse_xml
 
 log = logging.getLogger(__name__)
@@ -395,7 +395,7 @@ class Ogangi(Provider):
         return self._answer(resp, path.rsplit("/", 1)[-1], acted)
 
     def _answer(
-        self, resp: requests.Response, method: str, acted: bool
+        self, resp: Response, method: str, acted: bool
     ) -> etree._Element | CallError:
         root, why = _parse(resp)
         top = find_top(root, "status") if root is not None else None
@@ -579,7 +579,7 @@ def delivery_status(raw: str) -> DeliveryStatus:
     return DeliveryStatus.PENDING if status in IN_PROGRESS else DeliveryStatus.UNKNOWN
 
 
-def _parse(resp: requests.Response) -> tuple[etree._Element | None, str]:
+def _parse(resp: Response) -> tuple[etree._Element | None, str]:
     ctype = resp.headers.get("Content-Type", "").lower()
     if "html" in ctype or "json" in ctype:
         return None, f"has the wrong content type ({excerpt(ctype, 40)})"

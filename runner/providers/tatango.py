@@ -24,8 +24,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import requests
-
 from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
 from runner.providers.base import (
@@ -43,6 +41,7 @@ from runner.providers.base import (
     json_object,
     protocol_error,
 )
+from runner.providers.http import Response
 from runner.secrets import Redactor
 from runner.timeparse import Rate
 
@@ -242,7 +241,7 @@ class Tatango(Provider):
     def _auth(self) -> tuple[str, str]:
         return str(self.require("email")), str(self.require("api_key"))
 
-    def _http_error(self, resp: requests.Response, *, acted: bool = False) -> CallError:
+    def _http_error(self, resp: Response, *, acted: bool = False) -> CallError:
         """base.http_error, quoting Tatango's own message with secrets masked."""
         error = http_error(resp, acted=acted)
         data = json_object(resp)

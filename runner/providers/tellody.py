@@ -22,8 +22,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
 from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
 from runner.providers.base import (
@@ -40,6 +38,7 @@ from runner.providers.base import (
     json_object,
     protocol_error,
 )
+from runner.providers.http import Response
 from runner.secrets import Redactor
 
 log = logging.getLogger(__name__)
@@ -64,6 +63,7 @@ class Tellody(Provider):
     schema = "providers/tellody.schema.json"
     default_base_url = "https://app.tellody.com"
     secret_options = ("password",)
+    keeps_cookies = True  # the login session (JSESSIONID, XSRF-TOKEN)
 
     def __init__(self, config: ProviderConfig, options: Mapping[str, Any]) -> None:
         super().__init__(config, options)
@@ -108,7 +108,7 @@ class Tellody(Provider):
 
     def _authed(
         self, method: str, path: str, body: Mapping[str, Any] | None = None
-    ) -> requests.Response:
+    ) -> Response:
         """One call in the session; opened again and retried once when refused."""
         token = self._open()
         resp = self._call(method, path, token, body)
@@ -132,7 +132,7 @@ class Tellody(Provider):
 
     def _call(
         self, method: str, path: str, token: str, body: Mapping[str, Any] | None
-    ) -> requests.Response:
+    ) -> Response:
         headers = {"Accept": "application/json"}
         if method == "POST":  # the documented rule: the token on every POST
             headers[XSRF] = token
@@ -141,7 +141,6 @@ class Tellody(Provider):
             self.base_url + path,
             headers=headers,
             json=body,
-            allow_redirects=False,
         )
         if isinstance(resp, CallError):
             raise ProviderCallError(self._clean(resp))
@@ -154,20 +153,20 @@ class Tellody(Provider):
             if self._xsrf is not None and self._xsrf != stale:
                 return self._xsrf
             self._xsrf = None
-            self.session.cookies.clear()
+            self.http.forget_cookies()
             token = self._login(self._ping())
             self._xsrf = token
             log.debug("tellody %s: session opened", self.config.name)
             return token
 
     def _ping(self) -> str:
-        resp = self.request("GET", self.base_url + PING, allow_redirects=False)
+        resp = self.request("GET", self.base_url + PING)
         if isinstance(resp, CallError):
             raise ProviderCallError(self._clean(resp))
         if resp.status_code != 200:
             raise ProviderCallError(self._http_error(resp))
         # Spring's cookie token repository sends it as the XSRF-TOKEN cookie instead
-        token = resp.headers.get(XSRF) or self.session.cookies.get("XSRF-TOKEN")
+        token = resp.headers.get(XSRF) or self.http.cookie("XSRF-TOKEN")
         if not token:
             raise ProviderCallError(
                 CallError(ErrorKind.PROTOCOL, "protocol", f"ping answer without {XSRF}")
@@ -187,7 +186,6 @@ class Tellody(Provider):
             self.base_url + LOGIN,
             data=form,
             headers={XSRF: token, "Accept": "application/json"},
-            allow_redirects=False,
         )
         if isinstance(resp, CallError):
             raise ProviderCallError(self._clean(resp))
@@ -213,7 +211,7 @@ class Tellody(Provider):
 
     # -- helpers --------------------------------------------------------------------
 
-    def _json(self, resp: requests.Response, what: str) -> dict[str, Any]:
+    def _json(self, resp: Response, what: str) -> dict[str, Any]:
         data = json_object(resp)
         if data is None:
             raise ProviderCallError(
@@ -226,12 +224,12 @@ class Tellody(Provider):
     def _redact(self, text: str) -> str:
         """Mask the password and the session's token and cookies in quoted text
         (Spring's 403 page echoes the token it refused)."""
-        values = [*self._secrets, *(c.value or "" for c in self.session.cookies)]
+        values = [*self._secrets, *(c.value or "" for c in self.http.cookies or ())]
         if self._xsrf:
             values.append(self._xsrf)
         return Redactor(values)(text)
 
-    def _http_error(self, resp: requests.Response) -> CallError:
+    def _http_error(self, resp: Response) -> CallError:
         error = http_error(resp)
         return dataclasses.replace(error, detail=excerpt(self._redact(resp.text)))
 
@@ -244,7 +242,7 @@ class Tellody(Provider):
         )
 
 
-def _refused(resp: requests.Response) -> bool:
+def _refused(resp: Response) -> bool:
     """The session or the token was refused (or we were sent to the login page)."""
     return resp.status_code in (401, 403) or 300 <= resp.status_code < 400
 

@@ -1,0 +1,262 @@
+"""The providers' HTTP transport (runner/providers/http.py) against a real server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from runner.campaign import ProviderConfig
+from runner.providers.base import USER_AGENT, ErrorKind, Provider
+from runner.providers.http import Response as HttpResponse
+from runner.providers.http import Transport
+
+
+def transport(**kw: object) -> Transport:
+    args: dict[str, object] = {
+        "pool_size": 4,
+        "timeout": (2.0, 2.0),
+        "user_agent": "test-agent/1",
+    }
+    args.update(kw)
+    return Transport(**args)  # type: ignore[arg-type]
+
+
+def test_what_goes_on_the_wire(httpserver: HTTPServer) -> None:
+    seen: list[Request] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(request)
+        return Response('{"ok": true}', content_type="application/json")
+
+    httpserver.expect_request("/send").respond_with_handler(handler)
+    t = transport()
+    url = httpserver.url_for("/send")
+    r = t.request("POST", url, params={"a": "1 2"}, json={"to": "+34€"}, auth=("u", "p"))
+    assert (r.status_code, r.ok, r.json()) == (200, True, {"ok": True})
+    r = t.request("POST", url + "?x=1", data={"k": "v&w"}, headers={"X-Extra": "1"})
+    first, second = seen
+    assert first.args["a"] == "1 2"
+    assert json.loads(first.get_data()) == {"to": "+34€"}
+    assert first.headers["Content-Type"] == "application/json"
+    assert first.headers["User-Agent"] == "test-agent/1"
+    assert first.headers["Authorization"] == "Basic " + base64.b64encode(b"u:p").decode()
+    assert second.args.to_dict() == {"x": "1"}
+    assert second.form["k"] == "v&w"
+    assert second.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert second.headers["X-Extra"] == "1"
+    assert "Authorization" not in second.headers
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    connections: ClassVar[set[int]] = set()
+
+    def do_GET(self) -> None:
+        self.connections.add(self.client_address[1])
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_connections_are_reused_across_calls_and_threads() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/x"
+    t = transport(pool_size=4)
+    try:
+        for _ in range(20):
+            assert t.request("GET", url).text == "ok"
+        assert len(_KeepAlive.connections) == 1  # not one connection per call
+        with ThreadPoolExecutor(4) as pool:
+            texts = list(pool.map(lambda _: t.request("GET", url).text, range(200)))
+        assert texts == ["ok"] * 200
+        assert len(_KeepAlive.connections) <= 4  # the pool's size, kept alive
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_redirects_are_never_followed(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/send").respond_with_data(
+        "", status=302, headers={"Location": httpserver.url_for("/elsewhere")}
+    )
+    r = transport().request("POST", httpserver.url_for("/send"), json={})
+    assert r.status_code == 302 and not r.ok  # not taken: only 2xx is
+    assert [req.path for req, _ in httpserver.log] == ["/send"]
+
+
+def test_text_is_decoded_with_the_declared_charset() -> None:
+    latin = HttpResponse(
+        200, {"Content-Type": "text/plain; charset=latin-1"}, b"\xe9", "u"
+    )
+    assert latin.text == "é"
+    utf8 = HttpResponse(200, {}, "é".encode(), "u")
+    assert utf8.text == "é"
+    odd = HttpResponse(200, {"Content-Type": "text/plain; charset=nope"}, b"ok\xff", "u")
+    assert odd.text == "ok\ufffd"
+    with pytest.raises(ValueError):
+        HttpResponse(200, {}, b"<html>", "u").json()
+
+
+def test_cookies_are_kept_only_when_asked(httpserver: HTTPServer) -> None:
+    cookies: list[str | None] = []
+
+    def handler(request: Request) -> Response:
+        cookies.append(request.headers.get("Cookie"))
+        resp = Response("ok")
+        resp.set_cookie("SESSION", "abc", httponly=True)
+        return resp
+
+    httpserver.expect_request("/s").respond_with_handler(handler)
+    jarred, plain = transport(cookies=True), transport()
+    for t in (jarred, jarred, plain, plain):
+        t.request("GET", httpserver.url_for("/s"))
+    assert cookies == [None, "SESSION=abc", None, None]
+    assert jarred.cookie("SESSION") == "abc"
+    jarred.forget_cookies()
+    assert jarred.cookie("SESSION") is None
+    jarred.request("GET", httpserver.url_for("/s"))
+    assert cookies[-1] is None
+
+
+def test_a_proxy_from_the_environment_and_no_proxy(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets: list[str] = []
+
+    def proxy(request: Request) -> Response:
+        targets.append(request.environ.get("REQUEST_URI") or request.url)
+        return Response("via proxy")
+
+    httpserver.expect_request("/send").respond_with_handler(proxy)
+    monkeypatch.setenv("http_proxy", httpserver.url_for("/").rstrip("/"))
+    monkeypatch.setenv("no_proxy", "bypass.invalid")
+    t = transport()
+    r = t.request("POST", "http://provider.invalid/send?a=1", json={})
+    assert r.text == "via proxy"
+    assert targets == ["http://provider.invalid/send?a=1"]  # absolute form, to the proxy
+    bare = Bare.with_transport(t)
+    err = bare.request("GET", "http://bypass.invalid/send")  # NO_PROXY: direct, no DNS
+    assert not isinstance(err, HttpResponse) and err.code == "connection"
+    assert len(targets) == 1
+
+
+class Bare(Provider):
+    """A provider with no API of its own: only the shared HTTP behaviour."""
+
+    type = "bare"
+    default_base_url = "http://127.0.0.1"
+
+    @classmethod
+    def with_transport(cls, t: Transport) -> Bare:
+        p = cls(ProviderConfig(name="p", type="bare", base_url=None, options={}), {})
+        p.http = t
+        return p
+
+
+# -- failures, classified for the exactly-once rule -------------------------------------
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    config = ProviderConfig(
+        name="p", type="bare", base_url=None, options={}, timeout=(1.0, 0.5)
+    )
+    p = Bare(config, {})
+    yield p
+    p.close()
+
+
+def test_refused_connection_never_reached_the_provider(provider: Provider) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    err = provider.request("POST", f"http://127.0.0.1:{port}/send")
+    assert not isinstance(err, HttpResponse)
+    assert (err.kind, err.code, err.may_have_acted) == (
+        ErrorKind.TRANSIENT,
+        "connection",
+        False,
+    )
+    assert err.retryable
+
+
+def test_no_answer_in_time_may_have_acted(
+    provider: Provider, httpserver: HTTPServer
+) -> None:
+    def slow(request: Request) -> Response:
+        time.sleep(1.0)
+        return Response("late")
+
+    httpserver.expect_request("/send").respond_with_handler(slow)
+    err = provider.request("POST", httpserver.url_for("/send"))
+    assert not isinstance(err, HttpResponse)
+    assert (err.code, err.may_have_acted, err.retryable) == ("timeout", True, False)
+
+
+def test_a_cut_answer_may_have_acted(provider: Provider) -> None:
+    """The server reads the request, then answers half a body and hangs up."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"id":')
+        conn.close()
+
+    th = threading.Thread(target=serve)
+    th.start()
+    err = provider.request("POST", f"http://127.0.0.1:{srv.getsockname()[1]}/send")
+    th.join()
+    srv.close()
+    assert not isinstance(err, HttpResponse)
+    assert (err.code, err.may_have_acted, err.retryable) == ("connection", True, False)
+
+
+def test_the_user_agent_names_the_runner(
+    provider: Provider, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/ua").respond_with_handler(
+        lambda r: Response(r.headers["User-Agent"])
+    )
+    r = provider.request("GET", httpserver.url_for("/ua"))
+    assert isinstance(r, HttpResponse) and r.text == USER_AGENT
+
+
+def test_tls_is_verified_against_the_bundle(provider: Provider, tmp_path: object) -> None:
+    """A plain-HTTP server spoken to over https: a TLS failure, never a silent pass."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        conn.close()
+
+    th = threading.Thread(target=serve)
+    th.start()
+    err = provider.request("GET", f"https://127.0.0.1:{srv.getsockname()[1]}/")
+    th.join()
+    srv.close()
+    assert not isinstance(err, HttpResponse)
+    assert err.code == "tls"
