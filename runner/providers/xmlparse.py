@@ -13,6 +13,7 @@ their element names but not their root or nesting.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,7 +39,19 @@ class _RefuseAll(etree.Resolver):
         raise XMLError("external resource refused")
 
 
+_local = threading.local()
+
+
 def _parser() -> etree.XMLParser:
+    """This thread's parser: building one costs more than a small answer's parse,
+    and an lxml parser must not be used by two threads at once."""
+    parser: etree.XMLParser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = _new_parser()
+    return parser
+
+
+def _new_parser() -> etree.XMLParser:
     parser = etree.XMLParser(
         resolve_entities=False,
         load_dtd=False,
@@ -78,9 +91,8 @@ def parse_xml(body: bytes, *, max_bytes: int = MAX_BYTES) -> etree._Element:
     docinfo = root.getroottree().docinfo
     if getattr(docinfo, "doctype", "") or docinfo.internalDTD is not None:
         raise XMLError("DOCTYPE declarations are refused")
-    for node in root.iter():
-        if isinstance(node, etree._Entity):
-            raise XMLError("entity references are refused")
+    for _ in root.iter(etree.Entity):
+        raise XMLError("entity references are refused")
     return root
 
 
@@ -104,14 +116,12 @@ def _reason(e: etree.XMLSyntaxError) -> str:
 def local(el: etree._Element) -> str:
     """The element's name without a namespace."""
     tag = el.tag
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def find_all(root: etree._Element, name: str) -> Iterator[etree._Element]:
     """Every element named ``name`` (any namespace) at any depth, in document order."""
-    for el in root.iter():
-        if local(el) == name:
-            yield el
+    return root.iter("{*}" + name)
 
 
 def find_top(root: etree._Element, name: str) -> etree._Element | None:
