@@ -10,12 +10,12 @@ a resume, a failover or a window pause simply picks up the queued rows.
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,12 +136,14 @@ def plan(
             )
         )
         if len(batch) >= PLAN_BATCH:
-            journal.writer.plan(batch)
+            # inserted by the writer thread while the next batch renders
+            journal.writer.plan(batch, wait=False)
             added += len(batch)
             batch = []
     if batch:
-        journal.writer.plan(batch)
+        journal.writer.plan(batch, wait=False)
         added += len(batch)
+    journal.writer.flush()  # every row committed (or the error raised) before a call
     return added
 
 
@@ -200,7 +202,18 @@ class Dispatcher:
             slots.acquire()
             self._send_one(first[0], slots)
             last_seq = first[0][0]
-        with ThreadPoolExecutor(workers, thread_name_prefix=f"send-{self.name}") as pool:
+        # Long-lived workers fed through a queue: no thread, future or connection
+        # per message (the pool's connections are reused by whichever worker).
+        work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        threads = [
+            threading.Thread(
+                target=self._work, args=(work, slots), name=f"send-{self.name}-{i}"
+            )
+            for i in range(workers)
+        ]
+        for t in threads:
+            t.start()
+        try:
             while not self._halted():
                 rows = self.journal.queued(
                     self.run_id, self.step_id, last_seq, READ_BATCH
@@ -220,12 +233,17 @@ class Dispatcher:
                             if self._halted():
                                 break
                         else:
-                            pool.submit(self._send_one, row, slots)
+                            work.put(row)
                             continue
                         # halted while waiting for a slot: the rest were never called
                         for r in chunk[i:]:
                             self._record(r[1], "queued", 0, None, None)
                         break
+        finally:
+            for _ in threads:
+                work.put(None)
+            for t in threads:
+                t.join()
         writer.flush()
         stopped = self.stop.is_set() or not self.keep_going()
         return DispatchResult(self.tally, self.down, stopped)
@@ -234,6 +252,14 @@ class Dispatcher:
         if self.stop.is_set() or self.down is not None or not self.keep_going():
             self._halt.set()
         return self._halt.is_set()
+
+    def _work(
+        self,
+        work: queue.SimpleQueue[tuple[Any, ...] | None],
+        slots: threading.BoundedSemaphore,
+    ) -> None:
+        while (row := work.get()) is not None:
+            self._send_one(row, slots)
 
     def _send_one(self, row: tuple[Any, ...], slots: threading.BoundedSemaphore) -> None:
         try:
