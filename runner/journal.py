@@ -140,7 +140,8 @@ class Journal:
             _create_private(path)
             url = f"sqlite:///{path}"
         try:
-            self.engine: Engine = sa.create_engine(url, future=True)
+            # hide_parameters: errors and logs never carry phones or texts
+            self.engine: Engine = sa.create_engine(url, future=True, hide_parameters=True)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             self.migrate()

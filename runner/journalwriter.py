@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Connection
 
 from runner.errors import JournalError
-from runner.journal import messages, now_iso
+from runner.journal import now_iso
 
 if TYPE_CHECKING:
     from runner.journal import Journal
@@ -86,27 +86,41 @@ def _outcome_row(o: Outcome) -> tuple[Any, ...]:
     )
 
 
+# The intent: queued rows become pending (only queued ones: a row another round
+# already settled is never claimed again).
+_CLAIM = """
+UPDATE messages SET status = 'pending', provider = ?, sent_at = ?
+WHERE run_id = ? AND step_id = ? AND status = 'queued' AND phone IN ({marks})
+"""
+
+_INSERT_PLANNED = """
+INSERT INTO messages (
+  run_id, step_id, phone, seq, idem_key, provider, status, attempts, segments,
+  text, source_row, created_at, error_kind, error_detail
+) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)
+"""
+
+
 def _insert_planned(conn: Connection, rows: Sequence[Planned]) -> None:
     at = now_iso()
-    conn.execute(
-        messages.insert(),
+    conn.exec_driver_sql(
+        _INSERT_PLANNED,
         [
-            {
-                "run_id": r.run_id,
-                "step_id": r.step_id,
-                "phone": r.phone,
-                "seq": r.seq,
-                "idem_key": f"{r.run_id}/{r.step_id}/{r.phone}",
-                "provider": r.provider,
-                "status": r.status,
-                "attempts": 0,
-                "segments": r.segments,
-                "text": r.text,
-                "source_row": r.source_row,
-                "created_at": at,
-                "error_kind": r.error_kind,
-                "error_detail": r.error_detail,
-            }
+            (
+                r.run_id,
+                r.step_id,
+                r.phone,
+                r.seq,
+                f"{r.run_id}/{r.step_id}/{r.phone}",
+                r.provider,
+                r.status,
+                r.segments,
+                r.text,
+                r.source_row,
+                at,
+                r.error_kind,
+                r.error_detail,
+            )
             for r in rows
         ],
     )
@@ -124,16 +138,24 @@ class JournalWriter:
         self.journal = journal
         self.flush_every = flush_every
         self.flush_interval = flush_interval
-        self._q: queue.Queue[tuple[str, Any, threading.Event | None]] = queue.Queue()
-        self._error: BaseException | None = None
+        self._q: queue.SimpleQueue[tuple[str, Any, threading.Event | None]] = (
+            queue.SimpleQueue()
+        )
+        self._error: BaseException | None = None  # sticky: later writes fail too
+        self._reported = False
         self._thread = threading.Thread(
             target=self._loop, name="journal-writer", daemon=True
         )
         self._thread.start()
 
-    def plan(self, rows: Sequence[Planned]) -> None:
-        """Insert ``queued`` rows (rendered, never called) and wait for the commit."""
-        self._sync("plan", rows)
+    def plan(self, rows: Sequence[Planned], *, wait: bool = True) -> None:
+        """Insert ``queued`` rows (rendered, never called); waits for the commit
+        unless ``wait`` is False (then the next ``flush`` waits, and raises)."""
+        if wait:
+            self._sync("plan", rows)
+        else:
+            self._raise()
+            self._q.put(("plan", rows, None))
 
     def claim(
         self, run_id: str, step_id: str, provider: str, phones: Sequence[str]
@@ -162,13 +184,19 @@ class JournalWriter:
 
     def close(self) -> None:
         if self._thread.is_alive():
-            self.flush()
+            if not self._reported:  # a failure already raised is not raised again
+                self.flush()
             self._q.put(("stop", None, None))
             self._thread.join(timeout=30)
 
     def _raise(self) -> None:
         if self._error is not None:
-            raise JournalError(f"journal write failed: {self._error}") from self._error
+            self._reported = True
+            # one line, without the SQL or its parameters (phones, texts)
+            cause = getattr(self._error, "orig", None) or self._error
+            raise JournalError(
+                f"journal write failed: {type(cause).__name__}: {cause}"
+            ) from self._error
 
     def _loop(self) -> None:
         pending: list[tuple[Any, ...]] = []
@@ -196,17 +224,10 @@ class JournalWriter:
                         _insert_planned(conn, payload)
                     elif kind == "claim":
                         run_id, step_id, provider, phones = payload
-                        conn.execute(
-                            messages.update()
-                            .where(
-                                messages.c.run_id == run_id,
-                                messages.c.step_id == step_id,
-                                messages.c.status == "queued",
-                                messages.c.phone.in_(phones),
-                            )
-                            .values(
-                                status="pending", provider=provider, sent_at=now_iso()
-                            )
+                        marks = ", ".join("?" * len(phones))
+                        conn.exec_driver_sql(
+                            _CLAIM.format(marks=marks),
+                            (provider, now_iso(), run_id, step_id, *phones),
                         )
                 pending.clear()
                 last = time.monotonic()

@@ -3,8 +3,10 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from runner.errors import JournalError
 from runner.journal import Journal, migrations_table
 from runner.journalwriter import Outcome, Planned
 
@@ -68,6 +70,26 @@ def test_outcomes_are_committed_in_batches_and_on_flush(tmp_path: Path) -> None:
         j.writer.record_outcome(Outcome(run, "s", f"+3460000{i:04d}", "sent", "main", 1))
     j.writer.flush()
     assert j.message_counts(run, "s") == {"sent": 3}
+    j.close()
+
+
+def test_a_plan_written_in_the_background_fails_loudly_at_the_flush(
+    tmp_path: Path,
+) -> None:
+    """plan(wait=False) overlaps inserting with rendering; a failed insert must
+    still stop the step before any call (the flush raises), not vanish."""
+    j = Journal(tmp_path / "j.db")
+    run = j.start_run("c", "c.yaml", {})
+    rows = planned(run, "s", 5)
+    j.writer.plan(rows[:3], wait=False)
+    j.writer.plan(rows[2:], wait=False)  # row 3 again: the primary key refuses it
+    with pytest.raises(JournalError) as e:
+        j.writer.flush()
+    assert str(e.value) == (
+        "journal write failed: IntegrityError: UNIQUE constraint failed: "
+        "messages.idem_key"
+    )  # one line, no SQL, no phone numbers
+    assert j.message_counts(run, "s") == {"queued": 3}  # the first batch stands
     j.close()
 
 
