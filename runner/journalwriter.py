@@ -143,6 +143,7 @@ class JournalWriter:
         )
         self._error: BaseException | None = None  # sticky: later writes fail too
         self._reported = False
+        self._plans_ahead = threading.Semaphore(2)
         self._thread = threading.Thread(
             target=self._loop, name="journal-writer", daemon=True
         )
@@ -154,6 +155,9 @@ class JournalWriter:
         if wait:
             self._sync("plan", rows)
         else:
+            # at most one batch waits behind the one being inserted: rendering
+            # overlaps inserting without holding a whole file's rows in memory
+            self._plans_ahead.acquire()
             self._raise()
             self._q.put(("plan", rows, None))
 
@@ -234,6 +238,8 @@ class JournalWriter:
             except BaseException as e:  # surfaced to the caller by _raise
                 self._error = e
             finally:
+                if kind == "plan" and done is None:
+                    self._plans_ahead.release()
                 if done is not None:
                     done.set()
             if kind == "stop":
