@@ -101,10 +101,20 @@ INSERT INTO messages (
 """
 
 
+def driver_sql(sql: str, paramstyle: str) -> str:
+    """The statements here are written with ``?`` (SQLite's qmark style); drivers
+    such as psycopg take ``%s``. Other styles are refused rather than guessed."""
+    if paramstyle == "qmark":
+        return sql
+    if paramstyle in ("format", "pyformat"):
+        return sql.replace("?", "%s")
+    raise JournalError(f"journal driver paramstyle {paramstyle!r} is not supported")
+
+
 def _insert_planned(conn: Connection, rows: Sequence[Planned]) -> None:
     at = now_iso()
     conn.exec_driver_sql(
-        _INSERT_PLANNED,
+        driver_sql(_INSERT_PLANNED, conn.dialect.paramstyle),
         [
             (
                 r.run_id,
@@ -223,14 +233,19 @@ class JournalWriter:
                         continue
                 with self.journal.connect() as conn:
                     if pending:
-                        conn.exec_driver_sql(_UPDATE_OUTCOME, pending)
+                        conn.exec_driver_sql(
+                            driver_sql(_UPDATE_OUTCOME, conn.dialect.paramstyle),
+                            pending,
+                        )
                     if kind == "plan":
                         _insert_planned(conn, payload)
                     elif kind == "claim":
                         run_id, step_id, provider, phones = payload
                         marks = ", ".join("?" * len(phones))
                         conn.exec_driver_sql(
-                            _CLAIM.format(marks=marks),
+                            driver_sql(
+                                _CLAIM.format(marks=marks), conn.dialect.paramstyle
+                            ),
                             (provider, now_iso(), run_id, step_id, *phones),
                         )
                 pending.clear()

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from runner.errors import JournalError
 from runner.journal import Journal, migrations_table
-from runner.journalwriter import Outcome, Planned
+from runner.journalwriter import Outcome, Planned, driver_sql
 
 
 def planned(run: str, step: str, n: int) -> list[Planned]:
@@ -103,3 +103,13 @@ def test_runs_listing_and_resume_candidates(tmp_path: Path) -> None:
     assert j.last_unfinished_run("other") is None
     assert [r["id"] for r in j.list_runs("promo")] == [b, a]
     j.close()
+
+
+def test_hot_statements_follow_the_driver_paramstyle() -> None:
+    sql = "UPDATE messages SET status = ? WHERE phone IN (?, ?)"
+    assert driver_sql(sql, "qmark") == sql  # SQLite
+    assert driver_sql(sql, "pyformat") == (  # psycopg
+        "UPDATE messages SET status = %s WHERE phone IN (%s, %s)"
+    )
+    with pytest.raises(JournalError, match="paramstyle 'numeric'"):
+        driver_sql(sql, "numeric")
