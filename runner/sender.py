@@ -25,7 +25,7 @@ from runner.journal import Journal, now_iso
 from runner.journalwriter import Outcome, Planned
 from runner.providers.base import CallError, ErrorKind, OutboundMessage, Provider
 from runner.ratelimit import RateLimiter
-from runner.smsenc import segment
+from runner.smsenc import needs_ucs2
 
 PLAN_BATCH = 2000
 READ_BATCH = 512
@@ -285,7 +285,7 @@ class Dispatcher:
             key=f"{self.run_id}/{self.step_id}/{phone}",
             sender=self.sender,
             segments=segments,
-            unicode=segment(text).unicode if segments else False,
+            unicode=needs_ucs2(text) if segments else False,
         )
         started = time.monotonic()
         attempts = 0

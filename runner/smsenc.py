@@ -31,6 +31,14 @@ class Segmentation:
         return self.encoding == UCS2
 
 
+_GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
+
+
+def needs_ucs2(text: str) -> bool:
+    """True when ``text`` has a character outside GSM-7 (cheaper than segment())."""
+    return not _GSM7_ALL.issuperset(text)
+
+
 def segment(text: str) -> Segmentation:
     """Encoding, length in units and billed segments of one message text."""
     non_gsm: list[str] = []

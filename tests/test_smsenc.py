@@ -1,6 +1,6 @@
 import pytest
 
-from runner.smsenc import GSM7, UCS2, segment
+from runner.smsenc import GSM7, UCS2, needs_ucs2, segment
 
 
 @pytest.mark.parametrize(
@@ -29,6 +29,7 @@ from runner.smsenc import GSM7, UCS2, segment
 def test_segments(text: str, encoding: str, units: int, segments: int) -> None:
     s = segment(text)
     assert (s.encoding, s.units, s.segments) == (encoding, units, segments)
+    assert needs_ucs2(text) == s.unicode  # the sender's shortcut agrees
 
 
 def test_non_gsm_characters_are_named() -> None:
