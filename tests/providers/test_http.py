@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -75,6 +80,7 @@ class _KeepAlive(BaseHTTPRequestHandler):
 
 
 def test_connections_are_reused_across_calls_and_threads() -> None:
+    _KeepAlive.connections.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/x"
@@ -210,8 +216,9 @@ def test_no_answer_in_time_may_have_acted(
     assert (err.code, err.may_have_acted, err.retryable) == ("timeout", True, False)
 
 
-def test_a_cut_answer_may_have_acted(provider: Provider) -> None:
-    """The server reads the request, then answers half a body and hangs up."""
+@contextmanager
+def one_answer(raw: bytes) -> Iterator[int]:
+    """A server that reads one request, writes ``raw`` and hangs up; yields its port."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
@@ -219,14 +226,22 @@ def test_a_cut_answer_may_have_acted(provider: Provider) -> None:
     def serve() -> None:
         conn, _ = srv.accept()
         conn.recv(65536)
-        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"id":')
+        conn.sendall(raw)
         conn.close()
 
     th = threading.Thread(target=serve)
     th.start()
-    err = provider.request("POST", f"http://127.0.0.1:{srv.getsockname()[1]}/send")
-    th.join()
-    srv.close()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        th.join(timeout=5)
+        srv.close()
+
+
+def test_a_cut_answer_may_have_acted(provider: Provider) -> None:
+    """The server reads the request, then answers half a body and hangs up."""
+    with one_answer(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"id":') as port:
+        err = provider.request("POST", f"http://127.0.0.1:{port}/send")
     assert not isinstance(err, HttpResponse)
     assert (err.code, err.may_have_acted, err.retryable) == ("connection", True, False)
 
@@ -241,22 +256,36 @@ def test_the_user_agent_names_the_runner(
     assert isinstance(r, HttpResponse) and r.text == USER_AGENT
 
 
-def test_tls_is_verified_against_the_bundle(provider: Provider, tmp_path: object) -> None:
-    """A plain-HTTP server spoken to over https: a TLS failure, never a silent pass."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-
-    def serve() -> None:
-        conn, _ = srv.accept()
-        conn.recv(65536)
-        conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-        conn.close()
-
-    th = threading.Thread(target=serve)
-    th.start()
-    err = provider.request("GET", f"https://127.0.0.1:{srv.getsockname()[1]}/")
-    th.join()
-    srv.close()
+def test_tls_fails_cleanly_against_a_plain_server(provider: Provider) -> None:
+    with one_answer(b"HTTP/1.1 400 Bad Request\r\n\r\n") as port:
+        err = provider.request("GET", f"https://127.0.0.1:{port}/")
     assert not isinstance(err, HttpResponse)
     assert err.code == "tls"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl tool")
+def test_tls_is_verified_against_the_ca_bundle(tmp_path: Path) -> None:
+    """A self-signed certificate is refused, unless ``ca_bundle`` names it."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_port}/"
+    try:
+        refused = Bare.with_transport(transport()).request("GET", url)
+        assert not isinstance(refused, HttpResponse)
+        assert refused.code == "tls" and "CERTIFICATE_VERIFY_FAILED" in refused.detail
+        trusted = transport(ca_bundle=str(cert)).request("GET", url)
+        assert (trusted.status_code, trusted.text) == (200, "ok")
+    finally:
+        server.shutdown()
+        server.server_close()
