@@ -111,10 +111,10 @@ def driver_sql(sql: str, paramstyle: str) -> str:
     raise JournalError(f"journal driver paramstyle {paramstyle!r} is not supported")
 
 
-def _insert_planned(conn: Connection, rows: Sequence[Planned]) -> None:
+def _insert_planned(conn: Connection, sql: str, rows: Sequence[Planned]) -> None:
     at = now_iso()
     conn.exec_driver_sql(
-        driver_sql(_INSERT_PLANNED, conn.dialect.paramstyle),
+        sql,
         [
             (
                 r.run_id,
@@ -154,6 +154,12 @@ class JournalWriter:
         self._error: BaseException | None = None  # sticky: later writes fail too
         self._reported = False
         self._plans_ahead = threading.Semaphore(2)
+        # the statements in the driver's placeholder style, translated once
+        style = journal.engine.dialect.paramstyle
+        self._update_sql = driver_sql(_UPDATE_OUTCOME, style)
+        self._insert_sql = driver_sql(_INSERT_PLANNED, style)
+        self._claim_sql = driver_sql(_CLAIM, style)
+        self._mark = driver_sql("?", style)
         self._thread = threading.Thread(
             target=self._loop, name="journal-writer", daemon=True
         )
@@ -233,19 +239,14 @@ class JournalWriter:
                         continue
                 with self.journal.connect() as conn:
                     if pending:
-                        conn.exec_driver_sql(
-                            driver_sql(_UPDATE_OUTCOME, conn.dialect.paramstyle),
-                            pending,
-                        )
+                        conn.exec_driver_sql(self._update_sql, pending)
                     if kind == "plan":
-                        _insert_planned(conn, payload)
+                        _insert_planned(conn, self._insert_sql, payload)
                     elif kind == "claim":
                         run_id, step_id, provider, phones = payload
-                        marks = ", ".join("?" * len(phones))
+                        marks = ", ".join([self._mark] * len(phones))
                         conn.exec_driver_sql(
-                            driver_sql(
-                                _CLAIM.format(marks=marks), conn.dialect.paramstyle
-                            ),
+                            self._claim_sql.format(marks=marks),
                             (provider, now_iso(), run_id, step_id, *phones),
                         )
                 pending.clear()
