@@ -58,7 +58,7 @@ FORMAT_ARG = arg(
 )
 def validate(args: argparse.Namespace) -> int:
     """Check campaign files against the schema and every rule; report all problems."""
-    from runner.validate import validate_files
+    from runner.commands.validate import validate_files
 
     return validate_files(args.files, fmt=args.format, out=sys.stdout)
 
@@ -66,7 +66,7 @@ def validate(args: argparse.Namespace) -> int:
 @command("schema")
 def schema(args: argparse.Namespace) -> int:
     """Print the campaign JSON Schema (for editors and CI)."""
-    from runner.schema import bundled_schema_text
+    from runner.loader.schema import bundled_schema_text
 
     sys.stdout.write(bundled_schema_text())
     return 0
@@ -96,7 +96,7 @@ def preview(args: argparse.Namespace) -> int:
     Exit status: 0 every message renders, 1 a recipient's text cannot be
     rendered (reasons listed), 2 invalid campaign or usage.
     """
-    from runner.preview import preview_file
+    from runner.audience.preview import preview_file
 
     return preview_file(
         Path(args.file),
@@ -178,8 +178,8 @@ def run(args: argparse.Namespace) -> int:
     Exit status: 0 every step succeeded, 1 a step failed or a check was not met,
     2 invalid campaign or usage, 130 interrupted (resume with --resume).
     """
-    from runner.engine import RunOptions
-    from runner.execute import Settings, run_file
+    from runner.commands.run import Settings, run_file
+    from runner.engine.run import RunOptions
 
     if args.faults and not args.sandbox:
         raise UsageError("--faults needs --sandbox")
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
 )
 def history(args: argparse.Namespace) -> int:
     """List past runs with their message counts and outcome."""
-    from runner.reports import history as show_history
+    from runner.commands.show import history as show_history
 
     return show_history(args.state, args.name, args.limit, args.format, sys.stdout)
 
@@ -232,7 +232,7 @@ def history(args: argparse.Namespace) -> int:
 )
 def show(args: argparse.Namespace) -> int:
     """Show one run: per-step summary and, with --recipients, who got what."""
-    from runner.reports import show_run
+    from runner.commands.show import show_run
 
     return show_run(
         args.state,
@@ -260,7 +260,7 @@ def sandbox(args: argparse.Namespace) -> int:
     credentials the campaign resolves from the environment (a stand-in value
     for a variable that is not set); the URLs to use are printed.
     """
-    from runner.sandbox.standalone import serve
+    from runner.commands.sandbox import serve
 
     return serve(
         [Path(f) for f in args.files], args.port, args.faults, args.settle, sys.stdout
@@ -310,8 +310,8 @@ def daemon(args: argparse.Namespace) -> int:
     resumable, exit 0); after a crash, unfinished runs resume on restart. One
     daemon per journal (a lock beside it).
     """
-    from runner.daemon import DaemonSettings, serve
-    from runner.timeparse import parse_duration
+    from runner.daemon.service import DaemonSettings, serve
+    from runner.model.timeparse import parse_duration
 
     try:
         grace = parse_duration(args.misfire_grace)
@@ -335,7 +335,7 @@ def daemon(args: argparse.Namespace) -> int:
 @command("status", *STATE_ARGS[:1], FORMAT_ARG)
 def status(args: argparse.Namespace) -> int:
     """Show the daemon's next scheduled runs and the runs in progress."""
-    from runner.status import show_status
+    from runner.commands.status import show_status
 
     return show_status(args.state, args.format, sys.stdout)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from runner.campaign import Campaign, RecipientSource, SendAction, Step, Template
+from runner.model.campaign import Campaign, RecipientSource, SendAction, Step, Template
 
 DATA = Path(__file__).resolve().parent / "data" / "recipients"
 

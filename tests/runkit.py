@@ -18,7 +18,7 @@ from typing import Any
 import requests
 import yaml
 
-from runner.journal import Journal
+from runner.journal.store import Journal
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGNS = ROOT / "campaigns"

@@ -27,14 +27,20 @@ import yaml
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner.campaign import Schedule
-from runner.daemon import Daemon, DaemonSettings
+from runner.commands.status import (
+    StateLock,
+    lock_owner,
+    lock_path,
+    read_status,
+    show_status,
+)
+from runner.daemon.metrics import SharedRedactor
+from runner.daemon.service import Daemon, DaemonSettings
+from runner.daemon.watch import FolderScanner, campaign_trigger
 from runner.errors import UsageError
-from runner.eventlog import EventLog
-from runner.journal import Journal, messages
-from runner.metrics import SharedRedactor
-from runner.status import StateLock, lock_owner, lock_path, read_status, show_status
-from runner.watch import FolderScanner, campaign_trigger
+from runner.journal.eventlog import EventLog
+from runner.journal.store import Journal, messages
+from runner.model.campaign import Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGNS = ROOT / "campaigns"

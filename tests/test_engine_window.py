@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 from runkit import copy_campaign, edit, events
 from test_run import many_recipients
 
-from runner.engine import RunOptions, run_campaign
-from runner.eventlog import EventLog
-from runner.execute import build_providers, resolve_options
-from runner.journal import Journal
-from runner.loader import load_campaign
+from runner.commands.run import build_providers, resolve_options
+from runner.engine.run import RunOptions, run_campaign
+from runner.journal.eventlog import EventLog
+from runner.journal.store import Journal
+from runner.loader.load import load_campaign
 from runner.sandbox.launch import start_for
 
 MADRID = ZoneInfo("Europe/Madrid")

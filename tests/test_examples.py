@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.campaign import CheckCreditsAction, CheckReportAction, SendAction
-from runner.loader import load, load_campaign
+from runner.loader.load import load, load_campaign
+from runner.model.campaign import CheckCreditsAction, CheckReportAction, SendAction
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGNS = sorted((ROOT / "campaigns").glob("*.yaml"))

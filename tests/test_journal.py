@@ -7,8 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from runner.errors import JournalError
-from runner.journal import Journal, migrations_table
-from runner.journalwriter import Outcome, Planned, driver_sql
+from runner.journal.store import Journal, migrations_table
+from runner.journal.writer import Outcome, Planned, driver_sql
 
 
 def planned(run: str, step: str, n: int) -> list[Planned]:

@@ -10,16 +10,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner import yamlload
-from runner.campaign import (
+from runner.errors import CampaignError
+from runner.loader import yamlload
+from runner.loader.load import LoadResult, load, load_campaign
+from runner.model.campaign import (
     CheckCreditsAction,
     CheckReportAction,
     SendAction,
     WaitAction,
     Window,
 )
-from runner.errors import CampaignError
-from runner.loader import LoadResult, load, load_campaign
 
 DATA = Path(__file__).resolve().parent / "data"
 CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"

@@ -13,11 +13,7 @@ import requests
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner.errors import UsageError
-from runner.eventlog import EventLog
-from runner.journal import Journal
-from runner.journalwriter import Outcome, Planned
-from runner.metrics import (
+from runner.daemon.metrics import (
     Health,
     LogEcho,
     MetricsServer,
@@ -26,7 +22,11 @@ from runner.metrics import (
     human_line,
     parse_address,
 )
-from runner.secrets import Redactor
+from runner.errors import UsageError
+from runner.journal.eventlog import EventLog
+from runner.journal.store import Journal
+from runner.journal.writer import Outcome, Planned
+from runner.model.secrets import Redactor
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import random
 import phonenumbers
 import pytest
 
-from runner.phones import InvalidPhone, PhoneNormalizer, mask_phone
+from runner.audience.phones import InvalidPhone, PhoneNormalizer, mask_phone
 
 REGIONS = ["ES", "GB", "FR", "DE", "IT", "US", "CA", "BR", "IN", "RU", "KZ", "GG", None]
 

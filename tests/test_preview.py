@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from campaignkit import make_campaign
 
-from runner import batch
-from runner.campaign import Template
+from runner.audience import render as batch
+from runner.audience.preview import preview, send_totals
 from runner.cli import main
-from runner.preview import preview, send_totals
+from runner.model.campaign import Template
 
 PROMO = Template(
     "promo",
@@ -269,7 +269,7 @@ def test_workers_in_a_fresh_process_match_one_process(
     assert forked.returncode == 0, forked.stderr
     assert forked.stdout.decode() == one.out
     log, _, summary = forked.stderr.decode().partition("\n")
-    assert log == "INFO runner.batch: preview: 2 worker processes"
+    assert log == "INFO runner.audience.render: preview: 2 worker processes"
     assert summary == one.err
     assert one.out.count("\n") > 5000
 

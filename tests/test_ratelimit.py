@@ -3,8 +3,8 @@ from __future__ import annotations
 import itertools
 import threading
 
-from runner.ratelimit import RateLimiter
-from runner.timeparse import Rate
+from runner.engine.ratelimit import RateLimiter
+from runner.model.timeparse import Rate
 
 
 class FakeClock:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from campaignkit import DATA, make_campaign
 
+from runner.audience.recipients import RecipientStats, iter_recipients
 from runner.errors import RecipientError
-from runner.recipients import RecipientStats, iter_recipients
 
 
 def read(**kw: object) -> tuple[list[tuple[str, str, int]], RecipientStats]:
@@ -231,7 +231,7 @@ def test_data_dir_has_the_documented_files() -> None:
 
 
 def test_byte_spans_hold_whole_records_and_name_a_bad_line(tmp_path: Path) -> None:
-    from runner import sources
+    from runner.audience import sources
 
     rows = [f'+3461234{i:04d},"note {i}\nmore"' for i in range(300)]  # 2 lines each
     rows[250] = "+34612340250,Jos\udce9"  # one line, a byte that is not UTF-8

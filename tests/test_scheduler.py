@@ -5,8 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from runner.campaign import SendAction, Step, Timing, WaitAction, Window
-from runner.scheduler import in_window, next_window_open, start_time
+from runner.engine.scheduler import in_window, next_window_open, start_time
+from runner.model.campaign import SendAction, Step, Timing, WaitAction, Window
 
 MADRID = ZoneInfo("Europe/Madrid")
 WEEKDAYS = Window(time(9), time(20), (0, 1, 2, 3, 4))

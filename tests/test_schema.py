@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from runner import providers, schema
+from runner import providers
 from runner.cli import main
-from runner.yamlload import load_file
+from runner.loader import schema
+from runner.loader.yamlload import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas"

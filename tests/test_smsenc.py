@@ -1,6 +1,6 @@
 import pytest
 
-from runner.smsenc import GSM7, UCS2, needs_ucs2, segment
+from runner.audience.encoding import GSM7, UCS2, needs_ucs2, segment
 
 
 @pytest.mark.parametrize(

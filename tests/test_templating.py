@@ -11,11 +11,11 @@ from campaignkit import make_campaign
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.campaign import Template
+from runner.audience.encoding import GSM7_BASIC, GSM7_EXTENSION, segment
+from runner.audience.recipients import Recipient
+from runner.audience.templates import Renderer, count_segments, make_environment
 from runner.errors import TemplateError
-from runner.recipients import Recipient
-from runner.smsenc import GSM7_BASIC, GSM7_EXTENSION, segment
-from runner.templating import Renderer, count_segments, make_environment
+from runner.model.campaign import Template
 
 NOW = datetime(2024, 3, 31, 1, 30, tzinfo=UTC)  # 03:30 in Madrid, just after DST began
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
+from runner.commands.validate import validate_files
 from runner.errors import UsageError
-from runner.validate import validate_files
 
 DATA = Path(__file__).resolve().parent / "data"
 

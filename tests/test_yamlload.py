@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import yamlload
-from runner.yamlload import Pos, YamlError, load_bytes, load_file, load_text
+from runner.loader import yamlload
+from runner.loader.yamlload import Pos, YamlError, load_bytes, load_file, load_text
 
 
 def error_of(text: str) -> YamlError:

@@ -19,10 +19,10 @@ from typing import Any, ClassVar
 import urllib3.exceptions as ue
 
 from runner import __version__
-from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
+from runner.model.campaign import ProviderConfig
+from runner.model.timeparse import Rate
 from runner.providers.http import Response, Transport
-from runner.timeparse import Rate
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
+from runner.model.campaign import ProviderConfig
+from runner.model.secrets import Redactor
 from runner.providers.base import (
     Balance,
     CallError,
@@ -44,7 +45,6 @@ from runner.providers.base import (
     protocol_error,
 )
 from runner.providers.http import Response
-from runner.secrets import Redactor
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lxml import etree
 
-from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
+from runner.model.campaign import ProviderConfig
 from runner.providers.base import (
     CallError,
     Capability,

@@ -24,8 +24,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
+from runner.model.campaign import ProviderConfig
+from runner.model.secrets import Redactor
+from runner.model.timeparse import Rate
 from runner.providers.base import (
     CallError,
     Capability,
@@ -42,8 +44,6 @@ from runner.providers.base import (
     protocol_error,
 )
 from runner.providers.http import Response
-from runner.secrets import Redactor
-from runner.timeparse import Rate
 
 # Option defaults (schemas/providers/tatango.schema.json says the same).
 DEFAULTS: Mapping[str, Any] = {

@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
+from runner.model.campaign import ProviderConfig
+from runner.model.secrets import Redactor
 from runner.providers.base import (
     Balance,
     CallError,
@@ -39,7 +40,6 @@ from runner.providers.base import (
     protocol_error,
 )
 from runner.providers.http import Response
-from runner.secrets import Redactor
 
 log = logging.getLogger(__name__)
 

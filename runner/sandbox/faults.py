@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from runner.campaign import SandboxOptions
+from runner.model.campaign import SandboxOptions
 from runner.sandbox.server import Fault, FaultInjector, Request, Response
 
 KINDS = ("timeout", "malformed", "truncated", "wrong_content_type")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from runner.campaign import Campaign
+from runner.model.campaign import Campaign
 from runner.sandbox import EMULATORS
 from runner.sandbox.faults import FaultPlan
 from runner.sandbox.server import Sandbox

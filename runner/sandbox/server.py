@@ -130,7 +130,7 @@ class Emulator:
         self, to: str, text: str, sender: str | None = None, **extra: Any
     ) -> SentMessage | None:
         """Record an accepted message and charge for it; None when out of credits."""
-        from runner.smsenc import segment
+        from runner.audience.encoding import segment
 
         segments = segment(text).segments
         with self.lock:

@@ -21,7 +21,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from runner.campaign import ProviderConfig
+from runner.model.campaign import ProviderConfig
 from runner.providers.base import USER_AGENT, ErrorKind, Provider
 from runner.providers.http import Response as HttpResponse
 from runner.providers.http import Transport

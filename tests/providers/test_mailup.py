@@ -20,7 +20,8 @@ from clockkit import Clock
 from pytest_httpserver import HTTPServer
 from werkzeug import Response as WResponse
 
-from runner.campaign import ProviderConfig
+from runner.model.campaign import ProviderConfig
+from runner.model.secrets import Secret
 from runner.providers import PROVIDERS
 from runner.providers.base import (
     DeliveryStatus,
@@ -35,7 +36,6 @@ from runner.sandbox import EMULATORS
 from runner.sandbox.mailup import MailUpEmulator
 from runner.sandbox.server import Fault, Sandbox
 from runner.sandbox.server import Response as SbResponse
-from runner.secrets import Secret
 
 CREDS: dict[str, Any] = {
     "client_id": Secret("cid-Q7hZ2k"),

@@ -29,8 +29,10 @@ from clockkit import Clock
 from pytest_httpserver import HTTPServer
 from werkzeug import Response as WResponse
 
-from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
+from runner.loader.schema import provider_fragment
+from runner.model.campaign import ProviderConfig
+from runner.model.secrets import Secret
 from runner.providers import PROVIDERS
 from runner.providers.base import (
     Capability,
@@ -52,8 +54,6 @@ from runner.sandbox import EMULATORS
 from runner.sandbox.ogangi import FIRST_ID, OgangiEmulator
 from runner.sandbox.server import Fault, Sandbox
 from runner.sandbox.server import Response as SbResponse
-from runner.schema import provider_fragment
-from runner.secrets import Secret
 
 PUBLIC = "pub-Zq81LxK"
 PRIVATE = "priv-7Hs2mWq9"

@@ -20,8 +20,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request as WRequest
 from werkzeug import Response as WResponse
 
-from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
+from runner.model.campaign import ProviderConfig
+from runner.model.secrets import Secret
 from runner.providers import PROVIDERS
 from runner.providers.base import (
     ErrorKind,
@@ -33,7 +34,6 @@ from runner.providers.tatango import MomtCursor, Tatango
 from runner.sandbox import EMULATORS
 from runner.sandbox.server import Fault, Sandbox
 from runner.sandbox.tatango import TatangoEmulator
-from runner.secrets import Secret
 
 CREDS: dict[str, Any] = {"email": "ops@example.com", "api_key": Secret("tk-8Hq2Lm5Zr")}
 KEY = str(CREDS["api_key"])

@@ -20,8 +20,9 @@ from clockkit import Clock
 from pytest_httpserver import HTTPServer
 from werkzeug import Response as WResponse
 
-from runner.campaign import ProviderConfig
 from runner.errors import ProviderError
+from runner.model.campaign import ProviderConfig
+from runner.model.secrets import Secret
 from runner.providers import PROVIDERS
 from runner.providers.base import Capability, ErrorKind, ProviderCallError, ReportQuery
 from runner.providers.tellody import (
@@ -35,7 +36,6 @@ from runner.providers.tellody import (
 from runner.sandbox import EMULATORS
 from runner.sandbox.server import Fault, Sandbox
 from runner.sandbox.tellody import TellodyEmulator
-from runner.secrets import Secret
 
 CREDS: dict[str, Any] = {"username": "acme-marketing", "password": Secret("pw-Zq81xLw3")}
 PASSWORD = str(CREDS["password"])

@@ -1,0 +1,264 @@
+"""Who gets the campaign: rows read as a stream, numbers normalised, filtered.
+
+Per row: phone to E.164 (invalid: counted and listed, or an error with
+``on_invalid: fail``) -> opt-out list -> duplicates (the first row of a number
+wins) -> ``where``. Memory grows only with the set of distinct numbers, kept as
+ints (``+34612345678`` -> ``34612345678``, half the size of the strings).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from runner.audience import sources
+from runner.audience.phones import InvalidPhone, PhoneNormalizer, mask_phone
+from runner.audience.sources import Row
+from runner.errors import RecipientError, TemplateError
+
+if TYPE_CHECKING:
+    from runner.model.campaign import Campaign
+
+__all__ = [
+    "InvalidRow",
+    "Recipient",
+    "RecipientStats",
+    "Screen",
+    "iter_recipients",
+    "mask_phone",
+]
+
+MAX_LISTED = 100  # invalid rows kept for the summary; the count goes on
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    phone: str  # E.164 with +
+    fields: Mapping[str, Any]  # every column/field as read, the phone one included
+    row: int  # 1-based data row in its source (a CSV header is not a data row)
+    source: str  # the file as named in the campaign, or "inline"
+    line: int = 0  # the file line the row starts on (0 for inline)
+
+    @property
+    def location(self) -> str:
+        """``recipients.csv:13`` (file line) or ``inline row 3``."""
+        if self.line:
+            return f"{self.source}:{self.line}"
+        return f"{self.source} row {self.row}"
+
+    @property
+    def key(self) -> int:
+        """The number as an int, for sets of numbers."""
+        return int(self.phone[1:])
+
+
+class InvalidRow(NamedTuple):
+    source: str
+    row: int
+    phone: str  # masked
+    reason: str
+    line: int = 0
+
+    @property
+    def location(self) -> str:
+        return (
+            f"{self.source}:{self.line}" if self.line else f"{self.source} row {self.row}"
+        )
+
+    def format(self) -> str:
+        phone = f" {self.phone}" if self.phone else ""
+        return f"{self.location}:{phone} {self.reason}"
+
+
+@dataclass
+class RecipientStats:
+    """Counts for the summary and the journal; ``invalid_rows`` lists the first few."""
+
+    read: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    excluded: int = 0
+    filtered_out: int = 0
+    accepted: int = 0
+    invalid_rows: list[InvalidRow] = field(default_factory=list)
+
+    def add_invalid(self, row: InvalidRow) -> None:
+        self.invalid += 1
+        if len(self.invalid_rows) < MAX_LISTED:
+            self.invalid_rows.append(row)
+
+    def as_dict(self) -> dict[str, int]:
+        keys = ("read", "invalid", "duplicates", "excluded", "filtered_out", "accepted")
+        return {k: getattr(self, k) for k in keys}
+
+
+class Screen:
+    """The checks of one row that do not depend on other rows (so that worker
+    processes can run them): phone, opt-out list, ``where``."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        src = campaign.recipients
+        self.campaign = campaign
+        self.normalise = PhoneNormalizer(campaign.default_region)
+        self.source = "inline" if src.file is None else _display(campaign, self.path)
+        self.phone_field = src.phone_field
+        self.fail = src.on_invalid == "fail"
+        self.excluded = self._exclusions()
+        self.where = src.where
+        self._renderer: Any = None
+
+    @property
+    def path(self) -> Path:
+        file = self.campaign.recipients.file
+        assert file is not None
+        return file if file.is_absolute() else self.campaign.base_dir / file
+
+    def check(self, row: Row) -> Recipient | InvalidRow | None:
+        """The recipient, why the row is invalid, or None when the number opted out."""
+        fields, number, line, error = row
+        raw = "" if fields is None else fields.get(self.phone_field)
+        try:
+            if fields is None:
+                raise InvalidPhone(error)
+            if raw is None or raw == "":
+                raise InvalidPhone(f"no {self.phone_field!r}")
+            phone = self.normalise(raw if type(raw) is str else str(raw))
+        except InvalidPhone as e:
+            bad = InvalidRow(
+                self.source, number, mask_phone(str(raw or "")), str(e), line
+            )
+            if self.fail:
+                raise RecipientError(f"{bad.format()} (on_invalid: fail)") from None
+            return bad
+        if self.excluded and int(phone[1:]) in self.excluded:
+            return None
+        assert fields is not None
+        return Recipient(phone, fields, number, self.source, line)
+
+    def matches(self, recipient: Recipient) -> bool:
+        """Whether ``where`` holds for the recipient (True without one)."""
+        if not self.where:
+            return True
+        if self._renderer is None:
+            from runner.audience.templates import Renderer
+
+            self._renderer = Renderer(self.campaign)
+        try:
+            context = self._renderer.context(recipient)
+            return bool(self._renderer.evaluate(self.where, context))
+        except TemplateError as e:
+            raise RecipientError(f"{recipient.location}: where: {e}") from None
+
+    def layout(self) -> sources.Layout:
+        src = self.campaign.recipients
+        return sources.read_layout(
+            self.path,
+            self.source,
+            self.encoding,
+            self.fmt,
+            src.delimiter,
+            self.phone_field,
+        )
+
+    @property
+    def fmt(self) -> str:
+        src = self.campaign.recipients
+        jsonl = self.path.suffix.lower() in (".jsonl", ".ndjson")
+        return src.format or ("jsonl" if jsonl else "csv")
+
+    @property
+    def encoding(self) -> str:
+        return sources.codec(self.campaign.recipients.encoding, self.source)
+
+    def rows(self) -> Iterator[Row]:
+        """Every row of the source, streamed."""
+        inline = self.campaign.recipients.inline
+        if inline is not None:
+            for i, fields in enumerate(inline, 1):
+                yield Row(fields, i, 0)
+            return
+        if self.campaign.recipients.file is None:
+            raise RecipientError(
+                f"{self.campaign.path.name}: recipients: no file and no inline list"
+            )
+        yield from sources.rows(self.path, self.source, self.encoding, self.layout())
+
+    def _exclusions(self) -> set[int]:
+        """Every opt-out number; values that are not phone numbers are ignored.
+
+        A file is a plain list (one number a line, ``#`` comments) unless its suffix
+        is .csv/.jsonl or its first line holds a delimiter: then the column named
+        like the recipients' phone field (or ``phone``, or the only one) is read.
+        """
+        numbers: set[int] = set()
+        for path in self.campaign.recipients.exclude:
+            full = path if path.is_absolute() else self.campaign.base_dir / path
+            for raw in self._exclusion_values(full, _display(self.campaign, full)):
+                try:
+                    numbers.add(int(self.normalise(raw)[1:]))
+                except InvalidPhone:
+                    continue
+        return numbers
+
+    def _exclusion_values(self, path: Path, name: str) -> Iterator[str]:
+        suffix = path.suffix.lower()
+        first = sources.first_line(path, name, "utf-8-sig")
+        if suffix in (".jsonl", ".ndjson"):
+            layout = sources.Layout("jsonl")
+            column = self.phone_field
+        elif suffix == ".csv" or (
+            any(d in first for d in sources.DELIMITERS)
+            and not first.lstrip().startswith("#")
+        ):
+            layout = sources.read_layout(path, name, "utf-8-sig", "csv", None, "")
+            found = [c for c in (self.phone_field, "phone") if c in layout.header]
+            if not found and len(layout.header) == 1:
+                found = [layout.header[0]]
+            if not found:
+                raise RecipientError(f"{name}:1: no {self.phone_field!r} column")
+            column = found[0]
+        else:
+            yield from sources.plain_values(path, name)
+            return
+        for row in sources.rows(path, name, "utf-8-sig", layout):
+            if row.fields is not None and row.fields.get(column) not in (None, ""):
+                yield str(row.fields[column])
+
+
+def iter_recipients(
+    campaign: Campaign, stats: RecipientStats | None = None
+) -> Iterator[Recipient]:
+    """Stream the campaign's recipients, normalised, deduplicated and filtered.
+
+    Raises RecipientError (one line naming file and line) for an unreadable
+    source, or for an invalid row when ``on_invalid: fail``.
+    """
+    stats = RecipientStats() if stats is None else stats
+    screen = Screen(campaign)
+    seen: set[int] = set()
+    for row in screen.rows():
+        stats.read += 1
+        got = screen.check(row)
+        if got is None:
+            stats.excluded += 1
+        elif isinstance(got, InvalidRow):
+            stats.add_invalid(got)
+        elif got.key in seen:
+            stats.duplicates += 1
+        else:
+            seen.add(got.key)
+            if screen.matches(got):
+                stats.accepted += 1
+                yield got
+            else:
+                stats.filtered_out += 1
+
+
+def _display(campaign: Campaign, path: Path) -> str:
+    """A path relative to the campaign's folder when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(campaign.base_dir.resolve()))
+    except (ValueError, OSError):
+        return str(path)

@@ -1,0 +1,400 @@
+"""``campaign-runner daemon``: a folder of campaigns, each started at its scheduled time.
+
+APScheduler keeps one job per campaign file in the journal database
+(``apscheduler_jobs``), so a restart keeps the schedule and applies the misfire
+policy to whatever came due while the daemon was down. A job fires
+``fire_campaign`` (stored by textual reference, since the job store pickles
+jobs), which hands the run to its own thread: the file is loaded anew and
+carried out by the same ``run_campaign`` as ``campaign-runner run``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+import sqlalchemy as sa
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
+
+from runner.commands.run import Settings, build_providers, open_state, resolve_options
+from runner.commands.status import JOBS_TABLE, StateLock, lock_path
+from runner.daemon.metrics import (
+    Health,
+    LogEcho,
+    MetricsServer,
+    SharedRedactor,
+    parse_address,
+    quiet_scheduler_logs,
+)
+from runner.daemon.watch import CampaignSchedules, campaign_files
+from runner.engine.run import RunOptions, run_campaign
+from runner.errors import CampaignError, RunnerError, UsageError, write_crash_log
+from runner.journal.eventlog import EventLog
+from runner.journal.store import Journal, default_path, runs
+
+# stored in every job (the job store pickles a textual reference): it must keep
+# naming the same function across releases, so it names the package, which
+# re-exports it
+FIRE_REF = "runner.daemon:fire_campaign"
+DOUBLE_DELIVERY = 0.5  # seconds within which a repeated stop signal is the same one
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """The daemon's command line."""
+
+    folders: tuple[Path, ...]
+    state: Path | None = None  # journal; None: $CAMPAIGN_RUNNER_STATE or XDG state
+    log: Path | None = None  # event log; None: events.jsonl beside the journal
+    sandbox: bool = False
+    http: str | None = None  # HOST:PORT for /healthz and /metrics
+    log_format: str = "text"  # text (stderr) | json (stdout)
+    misfire_grace: timedelta = timedelta(minutes=5)  # unless the campaign says
+    poll: float = 2.0  # seconds between folder scans
+    settle: float = 1.0  # sandbox: seconds before a delivery is final
+    stop_timeout: float = 60.0  # SIGTERM: how long active runs get to wind down
+
+
+_current: Daemon | None = None
+
+
+def fire_campaign(path: str) -> None:
+    """The scheduled job: start a run of the campaign file ``path`` (never blocks)."""
+    daemon = _current
+    if daemon is not None:
+        daemon.fire(Path(path))
+
+
+# -- the daemon ------------------------------------------------------------------------
+
+
+@dataclass
+class _Active:
+    name: str
+    stop: threading.Event
+    thread: threading.Thread
+
+
+class Daemon:
+    """Folder scanning, the persistent schedule and the active runs."""
+
+    def __init__(
+        self,
+        settings: DaemonSettings,
+        journal: Journal,
+        log: EventLog,
+        redactors: SharedRedactor,
+        err: TextIO,
+    ) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.log = log
+        self.redactors = redactors
+        self.err = err
+        self.scheduler = BackgroundScheduler(
+            jobstores={
+                "default": SQLAlchemyJobStore(engine=journal.engine, tablename=JOBS_TABLE)
+            },
+            # the job only hands the run to its own thread: two workers are plenty
+            executors={"default": ThreadPoolExecutor(2)},
+            job_defaults={"max_instances": 1},
+            timezone=UTC,
+        )
+        self.schedules = CampaignSchedules(
+            self.scheduler,
+            journal,
+            log,
+            err,
+            folders=settings.folders,
+            fire_ref=FIRE_REF,
+            misfire_grace=settings.misfire_grace,
+            sandbox=settings.sandbox,
+        )
+        self.scheduler.add_listener(self.schedules.on_missed, EVENT_JOB_MISSED)
+        self.scheduler.add_listener(self.schedules.on_executed, EVENT_JOB_EXECUTED)
+        self._active: dict[Path, _Active] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._reload = False
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Scan, resume, then rescan every ``poll`` seconds until SIGTERM/SIGINT."""
+        global _current
+        _current = self
+        # paused until the folders are reconciled: a job stored for a file that
+        # has gone must not fire first
+        self.scheduler.start(paused=True)
+        try:
+            self.schedules.rescan(full=True)
+            self._resume_unfinished()
+            self.scheduler.resume()
+            self.log.emit(
+                "daemon.started",
+                pid=os.getpid(),
+                folders=[str(f) for f in self.settings.folders],
+                journal=str(self.journal.path),
+                sandbox=self.settings.sandbox,
+                campaigns=len(self.schedules.wanted),
+            )
+            while not self._stopping.is_set():
+                self._wake.wait(self.settings.poll)
+                self._wake.clear()
+                if self._stopping.is_set():
+                    break
+                full, self._reload = self._reload, False
+                if full:
+                    self.log.emit("daemon.reload")
+                try:
+                    self.schedules.rescan(full=full)
+                except Exception as e:  # keep serving the runs; try again next poll
+                    self.log.emit(
+                        "daemon.error", error=type(e).__name__, details=write_crash_log()
+                    )
+                self.log.flush()
+            return self._shutdown()
+        finally:
+            _current = None
+
+    @contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGTERM/SIGINT: stop cleanly (a second one exits at once); SIGHUP: reload.
+
+        The handlers only set flags: the main loop does the work, so a signal
+        never re-enters a lock the main thread holds.
+        """
+
+        first: list[float] = []
+
+        def stop(_signum: int, _frame: Any) -> None:
+            if first:
+                # one signal delivered twice (to the process and to its group, as
+                # `timeout` and some supervisors do) is not a second request
+                if time.monotonic() - first[0] > DOUBLE_DELIVERY:
+                    os.write(2, b"campaign-runner: second signal, exiting at once\n")
+                    os._exit(130)
+                return
+            first.append(time.monotonic())
+            self.request_stop()
+
+        def reload(_signum: int, _frame: Any) -> None:
+            self._reload = True
+            self._wake.set()
+
+        handlers = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: reload}
+        old = {s: signal.signal(s, h) for s, h in handlers.items()}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def request_stop(self) -> None:
+        """What SIGTERM does: no new work; the main loop winds the runs down."""
+        self._stopping.set()
+        self._wake.set()
+
+    def _shutdown(self) -> int:
+        self._stopping.set()
+        with self._lock:
+            active = list(self._active.values())
+        self.log.emit("daemon.stopping", active_runs=[a.name for a in active])
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        for a in active:
+            a.stop.set()  # in-flight calls finish and are recorded; runs end resumable
+        deadline = time.monotonic() + self.settings.stop_timeout
+        for a in active:
+            a.thread.join(max(0.0, deadline - time.monotonic()))
+        left = [a.name for a in active if a.thread.is_alive()]
+        if left:
+            self.log.emit("daemon.stop_timeout", still_running=left)
+        self.log.emit("daemon.stopped")
+        return 1 if left else 0
+
+    def health(self) -> Health:
+        running = self.scheduler.state == STATE_RUNNING  # started and not paused
+        jobs = self.scheduler.get_jobs() if running else []
+        with self._lock:
+            active = tuple(a.name for a in self._active.values())
+        return Health(
+            scheduler_running=running,
+            stopping=self._stopping.is_set(),
+            campaigns=len(jobs),
+            active_runs=active,
+            next_fire={
+                (job.name, Path(job.id).name): job.next_run_time.timestamp()
+                for job in jobs
+                if job.next_run_time is not None
+            },
+        )
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def fire(self, path: Path, resume: str | None = None) -> bool:
+        """Start a run of ``path`` in its own thread, unless one is already going."""
+        name = self.schedules.names.get(str(path), path.stem)
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            busy = path in self._active
+            if not busy:
+                stop = threading.Event()
+                thread = threading.Thread(
+                    target=self._run,
+                    args=(path, resume, stop),
+                    name=f"run:{path.name}",
+                    daemon=True,
+                )
+                self._active[path] = _Active(name, stop, thread)
+                thread.start()
+        if busy:
+            self.log.emit("run.skipped_overlap", campaign=name, path=str(path))
+            return False
+        return True
+
+    def _run(self, path: Path, resume: str | None, stop: threading.Event) -> None:
+        try:
+            self._run_once(path, resume, stop)
+        except CampaignError as e:
+            for p in e.problems:
+                self.err.write(p.format() + "\n")
+            self.err.flush()
+            problems = [p.format() for p in e.problems if p.severity == "error"]
+            self.log.emit("run.not_started", path=str(path), problems=problems)
+        except RunnerError as e:
+            self.log.emit("run.error", path=str(path), error=str(e))
+        except Exception as e:  # a bug must not take the daemon down; no traceback
+            crash = write_crash_log()
+            self.log.emit(
+                "run.crashed", path=str(path), error=type(e).__name__, details=crash
+            )
+        finally:
+            with self._lock:
+                self._active.pop(path, None)
+            self.log.flush()
+
+    def _run_once(self, path: Path, resume: str | None, stop: threading.Event) -> None:
+        from runner.loader.load import load_campaign
+
+        sandbox = self.settings.sandbox
+        campaign, _ = load_campaign(path, env=os.environ, require_env=not sandbox)
+        with self._lock:
+            if path in self._active:
+                self._active[path].name = campaign.name
+        resolved, redactor = resolve_options(campaign, os.environ, sandbox=sandbox)
+        self.redactors.include(redactor)
+        options = self._options(resume)
+        emulators = None
+        urls = None
+        try:
+            if sandbox:
+                from runner.sandbox.launch import start_for
+
+                emulators, urls = start_for(
+                    campaign, resolved, settle=self.settings.settle
+                )
+            providers = build_providers(campaign, resolved, urls)
+            try:
+                if not stop.is_set():
+                    run_campaign(
+                        campaign,
+                        journal=self.journal,
+                        log=self.log,
+                        providers=providers,
+                        options=options,
+                        stop=stop,
+                    )
+            finally:
+                for p in providers.values():
+                    p.close()
+        finally:
+            if emulators is not None:
+                emulators.stop()
+
+    def _options(self, resume: str | None) -> RunOptions:
+        """A new run's options, or the stored options of the run being resumed."""
+        base = RunOptions()
+        if resume is not None:
+            stored = self.journal.get_run(resume) or {}
+            try:
+                saved = json.loads(stored.get("options") or "{}")
+            except ValueError:
+                saved = {}
+            names = {f.name for f in dataclasses.fields(RunOptions)}
+            base = RunOptions(**{k: v for k, v in saved.items() if k in names})
+            base = dataclasses.replace(base, resume=resume)
+        if self.settings.sandbox and base.max_poll_interval is None:
+            # the emulators settle in about a second: poll reports briskly
+            base = dataclasses.replace(base, max_poll_interval=self.settings.settle)
+        return base
+
+    def _resume_unfinished(self) -> None:
+        """Runs a crash or a stop left unfinished, of files still in the folders."""
+        files = {str(p) for p in campaign_files(self.settings.folders)}
+        with self.journal.connect() as conn:
+            rows = list(
+                conn.execute(
+                    sa.select(runs.c.id, runs.c.campaign_path)
+                    .where(runs.c.status.in_(["running", "interrupted"]))
+                    .order_by(runs.c.started_at)
+                )
+            )
+        latest = {path: run_id for run_id, path in rows if path in files}
+        for path, run_id in sorted(latest.items()):
+            self.log.emit("run.resuming", run_id, path=path)
+            self.fire(Path(path), resume=run_id)
+
+
+def serve(settings: DaemonSettings, *, out: TextIO, err: TextIO) -> int:
+    """Take the journal's lock, then run the daemon until it is told to stop."""
+    for folder in settings.folders:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: no such directory")
+    if settings.http:
+        parse_address(settings.http)  # a usage error before any state is touched
+    settings = dataclasses.replace(
+        settings, folders=tuple(f.resolve() for f in settings.folders)
+    )
+    journal_path = settings.state or default_path()
+    lock = StateLock(lock_path(journal_path))
+    lock.acquire()
+    try:
+        journal, log_path = open_state(Settings(state=journal_path, log=settings.log))
+        json_logs = settings.log_format == "json"
+        redactors = SharedRedactor()
+        echo = LogEcho(out if json_logs else err, human=not json_logs)
+        log = EventLog(log_path, redact=redactors, echo=cast(TextIO, echo))
+        _ = journal.writer  # one writer thread, created before runs share it
+        quiet_scheduler_logs()
+        daemon = Daemon(settings, journal, log, redactors, err)
+        server = None
+        try:
+            if settings.http:
+                server = MetricsServer(settings.http, journal, daemon.health).start()
+                log.emit("http.listening", url=server.url)
+            with daemon.signals():
+                return daemon.run()
+        finally:
+            if server is not None:
+                server.stop()
+            log.close()
+            journal.close()
+    finally:
+        lock.release()

@@ -1,0 +1,436 @@
+"""The send step: plan every message into the journal, then dispatch it exactly once.
+
+Plan: stream recipients, render, and record each message ``queued`` (nothing is
+called yet). Dispatch: claim a small batch (``pending``, committed: the intent),
+then hand each message to a bounded worker pool that calls the provider through
+its rate limiter, retries only what certainly did not reach the provider, and
+records the outcome. A message that was never called goes back to ``queued``, so
+a resume, a failover or a window pause simply picks up the queued rows.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.audience.encoding import needs_ucs2
+from runner.engine.ratelimit import RateLimiter
+from runner.journal.eventlog import EventLog
+from runner.journal.store import Journal, now_iso
+from runner.journal.writer import Outcome, Planned
+from runner.model.campaign import RetryPolicy
+from runner.providers.base import CallError, ErrorKind, OutboundMessage, Provider
+
+PLAN_BATCH = 2000
+READ_BATCH = 512
+
+
+@dataclass
+class Tally:
+    """Live counters of one dispatch, shared by the workers (guarded by ``lock``)."""
+
+    sent: int = 0
+    unknown: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    requeued: int = 0
+    retries: int = 0
+    segments: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for k, v in counts.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def fail(self, reason: str) -> None:
+        with self.lock:
+            self.failed[reason] += 1
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.unknown + sum(self.failed.values())
+
+
+class Breaker:
+    """Circuit breaker: after ``threshold`` transient failures in a row the provider
+    is paused (``cooldown``, doubling); after ``max_opens`` pauses with no success
+    between them it is declared down (the step fails over or stops)."""
+
+    def __init__(
+        self, threshold: int = 10, cooldown: float = 1.0, max_opens: int = 5
+    ) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.max_opens = max_opens
+        self._failures = 0
+        self._opens = 0
+        self._lock = threading.Lock()
+
+    def success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opens = 0
+
+    def failure(self) -> tuple[float, bool]:
+        """Record a transient failure: (pause seconds or 0, provider is down)."""
+        with self._lock:
+            self._failures += 1
+            if self._failures < self.threshold:
+                return 0.0, False
+            self._failures = 0
+            self._opens += 1
+            pause = min(self.cooldown * 2 ** (self._opens - 1), 30.0)
+            return pause, self._opens >= self.max_opens
+
+
+def backoff(attempt: int, policy: RetryPolicy, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter; a provider's Retry-After is honoured."""
+    ceiling = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
+    delay = random.uniform(0, ceiling)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, policy.max_delay))
+    return delay
+
+
+def plan(
+    journal: Journal,
+    run_id: str,
+    step_id: str,
+    provider: str,
+    messages: Iterable[tuple[str, int | None, str | None, int, str | None]],
+) -> int:
+    """Record ``(phone, row, text, segments, error)`` tuples not yet in the journal.
+
+    A tuple with an error (the template failed for that recipient) is recorded
+    ``failed`` at once: nothing will be sent to it. Returns how many were added.
+    Idempotent: a resumed plan skips phones already recorded for the step.
+    """
+    known = journal.message_states(run_id, step_id)
+    seq = journal.max_seq(run_id, step_id)
+    batch: list[Planned] = []
+    added = 0
+    for phone, row, text, segments, error in messages:
+        if phone in known:
+            continue
+        known[phone] = "queued"
+        seq += 1
+        batch.append(
+            Planned(
+                run_id,
+                step_id,
+                phone,
+                seq,
+                provider,
+                text or "",
+                segments,
+                row,
+                status="failed" if error else "queued",
+                error_kind="template" if error else None,
+                error_detail=error,
+            )
+        )
+        if len(batch) >= PLAN_BATCH:
+            # inserted by the writer thread while the next batch renders
+            journal.writer.plan(batch, wait=False)
+            added += len(batch)
+            batch = []
+    if batch:
+        journal.writer.plan(batch, wait=False)
+        added += len(batch)
+    journal.writer.flush()  # every row committed (or the error raised) before a call
+    return added
+
+
+@dataclass
+class DispatchResult:
+    tally: Tally
+    provider_down: CallError | None = None  # the provider failed as a whole
+    stopped: bool = False  # interrupted (Ctrl-C / SIGTERM) or the window closed
+
+
+class Dispatcher:
+    """Sends a step's queued messages through one provider."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        log: EventLog,
+        run_id: str,
+        step_id: str,
+        provider_name: str,
+        provider: Provider,
+        limiter: RateLimiter,
+        policy: RetryPolicy,
+        sender: str | None,
+        stop: threading.Event,
+        keep_going: Callable[[], bool] = lambda: True,
+        tally: Tally | None = None,
+    ) -> None:
+        self.journal = journal
+        self.log = log
+        self.run_id = run_id
+        self.step_id = step_id
+        self.name = provider_name
+        self.provider = provider
+        self.limiter = limiter
+        self.policy = policy
+        self.sender = sender
+        self.stop = stop
+        self.keep_going = keep_going  # False when a sending window closes
+        self.tally = tally or Tally()
+        self.breaker = Breaker()
+        self.down: CallError | None = None
+        self._halt = threading.Event()  # provider down, stop, or window closed
+
+    def run(self) -> DispatchResult:
+        workers = self.provider.concurrency
+        slots = threading.BoundedSemaphore(workers * 2)
+        writer = self.journal.writer
+        last_seq = 0
+        # The first call goes alone: refused credentials then cost one call, not
+        # one per worker, and the step stops after that first answer.
+        first = self.journal.queued(self.run_id, self.step_id, 0, 1)
+        if first and not self._halted():
+            writer.claim(self.run_id, self.step_id, self.name, [first[0][1]])
+            slots.acquire()
+            self._send_one(first[0], slots)
+            last_seq = first[0][0]
+        # Long-lived workers fed through a queue: no thread, future or connection
+        # per message (the pool's connections are reused by whichever worker).
+        work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        threads = [
+            threading.Thread(
+                target=self._work, args=(work, slots), name=f"send-{self.name}-{i}"
+            )
+            for i in range(workers)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            while not self._halted():
+                rows = self.journal.queued(
+                    self.run_id, self.step_id, last_seq, READ_BATCH
+                )
+                if not rows:
+                    break
+                last_seq = rows[-1][0]
+                for start in range(0, len(rows), workers):
+                    chunk = rows[start : start + workers]
+                    if self._halted():
+                        break
+                    writer.claim(
+                        self.run_id, self.step_id, self.name, [r[1] for r in chunk]
+                    )
+                    for i, row in enumerate(chunk):
+                        while not slots.acquire(timeout=0.2):
+                            if self._halted():
+                                break
+                        else:
+                            work.put(row)
+                            continue
+                        # halted while waiting for a slot: the rest were never called
+                        for r in chunk[i:]:
+                            self._record(r[1], "queued", 0, None, None)
+                        break
+        finally:
+            for _ in threads:
+                work.put(None)
+            for t in threads:
+                t.join()
+        writer.flush()
+        stopped = self.stop.is_set() or not self.keep_going()
+        return DispatchResult(self.tally, self.down, stopped)
+
+    def _halted(self) -> bool:
+        if self.stop.is_set() or self.down is not None or not self.keep_going():
+            self._halt.set()
+        return self._halt.is_set()
+
+    def _work(
+        self,
+        work: queue.SimpleQueue[tuple[Any, ...] | None],
+        slots: threading.BoundedSemaphore,
+    ) -> None:
+        while (row := work.get()) is not None:
+            self._send_one(row, slots)
+
+    def _send_one(self, row: tuple[Any, ...], slots: threading.BoundedSemaphore) -> None:
+        try:
+            self._attempt(row)
+        except Exception as e:  # a bug must not leave the row pending silently
+            self._record(
+                row[1],
+                "unknown",
+                0,
+                None,
+                CallError(
+                    ErrorKind.PROTOCOL, "internal", type(e).__name__, may_have_acted=True
+                ),
+            )
+        finally:
+            slots.release()
+
+    def _attempt(self, row: tuple[Any, ...]) -> None:
+        _seq, phone, text, segments, _src = row
+        msg = OutboundMessage(
+            to=phone,
+            text=text,
+            key=f"{self.run_id}/{self.step_id}/{phone}",
+            sender=self.sender,
+            segments=segments,
+            unicode=needs_ucs2(text) if segments else False,
+        )
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            if self._halt.is_set() or not self.limiter.acquire(self.stop):
+                self._record(phone, "queued", attempts, None, None)
+                return
+            attempts += 1
+            result = self.provider.send(msg)
+            err = result.error
+            if err is None:
+                self.breaker.success()
+                self.tally.add(sent=1, segments=segments)
+                self._record(phone, "sent", attempts, result, None)
+                return
+            if err.kind == ErrorKind.AUTH:
+                self._provider_down(err)
+                self._record(phone, "queued", attempts, result, err)
+                return
+            if err.retryable:
+                pause, is_down = self.breaker.failure()
+                if pause:
+                    self.limiter.pause(pause)
+                    self.log.emit(
+                        "provider.paused",
+                        self.run_id,
+                        self.step_id,
+                        provider=self.name,
+                        seconds=pause,
+                        reason=str(err),
+                    )
+                if is_down:
+                    self._provider_down(err)
+                    self._record(phone, "queued", attempts, result, err)
+                    return
+                if err.kind == ErrorKind.RATE_LIMITED and err.retry_after:
+                    self.limiter.pause(err.retry_after)
+                delay = backoff(attempts, self.policy, err.retry_after)
+                elapsed = time.monotonic() - started
+                if (
+                    attempts < self.policy.attempts
+                    and elapsed + delay <= self.policy.max_total
+                ):
+                    self.tally.add(retries=1)
+                    self.log.emit(
+                        "message.retry",
+                        self.run_id,
+                        self.step_id,
+                        to=self.log.phone(phone),
+                        provider=self.name,
+                        attempt=attempts,
+                        delay=round(delay, 3),
+                        reason=err.kind.value,
+                        code=err.code,
+                    )
+                    if self.stop.wait(delay):
+                        self._record(phone, "queued", attempts, result, err)
+                        return
+                    continue
+                self._fail(phone, attempts, result, err, exhausted=True)
+                return
+            if err.may_have_acted:
+                self.tally.add(unknown=1)
+                self._record(phone, "unknown", attempts, result, err)
+                return
+            self._fail(phone, attempts, result, err)
+            return
+
+    def _fail(
+        self,
+        phone: str,
+        attempts: int,
+        result: Any,
+        err: CallError,
+        exhausted: bool = False,
+    ) -> None:
+        reason = f"{err.kind.value}:{err.code}"
+        self.tally.fail(reason)
+        detail = (
+            f"gave up after {attempts} attempts: {err.detail}"
+            if exhausted
+            else err.detail
+        )
+        self._record(
+            phone, "failed", attempts, result, CallError(err.kind, err.code, detail)
+        )
+
+    def _provider_down(self, err: CallError) -> None:
+        with self.tally.lock:
+            first = self.down is None
+            if first:
+                self.down = err
+        self._halt.set()
+        if first:
+            self.log.emit(
+                "provider.down",
+                self.run_id,
+                self.step_id,
+                provider=self.name,
+                reason=err.kind.value,
+                code=err.code,
+                detail=err.detail,
+            )
+
+    def _record(
+        self, phone: str, status: str, attempts: int, result: Any, err: CallError | None
+    ) -> None:
+        if status == "queued":
+            self.tally.add(requeued=1)
+        self.journal.writer.record_outcome(
+            Outcome(
+                run_id=self.run_id,
+                step_id=self.step_id,
+                phone=phone,
+                status=status,
+                provider=self.name,
+                attempts=attempts,
+                message_id=getattr(result, "message_id", None),
+                provider_status=getattr(result, "status", None) or None,
+                error_kind=err.kind.value if err else None,
+                error_code=err.code if err else None,
+                error_detail=err.detail if err else None,
+                at=now_iso() if status == "sent" else "",
+            )
+        )
+        if status == "sent":
+            self.log.emit(
+                "message.sent",
+                self.run_id,
+                self.step_id,
+                to=self.log.phone(phone),
+                provider=self.name,
+                message_id=result.message_id,
+                status=result.status,
+                attempts=attempts,
+            )
+        elif status in ("failed", "unknown") and err is not None:
+            self.log.emit(
+                f"message.{status}",
+                self.run_id,
+                self.step_id,
+                to=self.log.phone(phone),
+                provider=self.name,
+                reason=err.kind.value,
+                code=err.code,
+                detail=err.detail,
+                attempts=attempts,
+            )

@@ -1,0 +1,314 @@
+"""The engine: carry out a validated campaign step by step and record every outcome.
+
+``run_campaign`` is the one entry point shared by ``run`` and the daemon. It
+knows providers only through their capabilities (runner.providers.base) and
+timing only through runner.engine.scheduler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from runner.engine import steps as step_impl
+from runner.engine.ratelimit import RateLimiter
+from runner.engine.scheduler import StepScheduler, start_time
+from runner.errors import RunnerError, write_crash_log
+from runner.journal.eventlog import EventLog
+from runner.journal.store import Journal
+from runner.model.campaign import Campaign, Step
+from runner.providers.base import Provider
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    now: bool = False  # ignore at/after/wait (rehearsal)
+    ignore_windows: bool = False
+    dry_run: bool = False
+    resume: str | None = None  # run id to resume
+    resend_unknown: bool = False
+    show_phones: bool = False
+    max_poll_interval: float | None = None  # rehearsals on the sandbox poll faster
+
+
+@dataclass
+class StepResult:
+    status: str  # succeeded | failed | skipped | paused
+    message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    resume_at: datetime | None = None  # paused: when to continue
+
+
+@dataclass
+class RunContext:
+    """Everything a step implementation may use; built once per run."""
+
+    campaign: Campaign
+    run_id: str
+    journal: Journal
+    log: EventLog
+    providers: Mapping[str, Provider]
+    limiters: Mapping[str, RateLimiter]
+    options: RunOptions
+    stop: threading.Event
+    out: TextIO | None
+    results: dict[str, StepResult] = field(default_factory=dict)
+    recipient_stats: Any = None  # RecipientStats of the last plan
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    exit_code: int
+    results: Mapping[str, StepResult]
+
+
+class CampaignRun:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.scheduler = StepScheduler()
+        self.done = threading.Event()
+        self.exit_code = EXIT_OK
+        self._lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self, first: int, prev_end: datetime) -> None:
+        self.scheduler.start()
+        self._schedule(first, prev_end)
+
+    def wait(self) -> int:
+        try:
+            while not self.done.wait(0.2):
+                if self.ctx.stop.is_set() and not self._busy():
+                    self._finish(EXIT_INTERRUPTED, "interrupted")
+        except KeyboardInterrupt:  # a second Ctrl-C: leave now, do not wait for calls
+            self.ctx.stop.set()
+            self.scheduler.shutdown(wait=False)
+            raise
+        self.scheduler.shutdown(wait=True)
+        return self.exit_code
+
+    def _busy(self) -> bool:
+        with self._lock:
+            return self._running
+
+    _running = False
+
+    def _finish(self, code: int, status: str) -> None:
+        with self._lock:
+            if self.done.is_set():
+                return
+            self.exit_code = code
+            self.ctx.journal.finish_run(self.ctx.run_id, status, code)
+            self.ctx.log.emit(
+                "run.finished", self.ctx.run_id, status=status, exit_code=code
+            )
+            self.done.set()
+
+    # -- steps ---------------------------------------------------------------------
+
+    def _schedule(self, index: int, prev_end: datetime) -> None:
+        steps = self.ctx.campaign.steps
+        if index >= len(steps):
+            self._finish(self.exit_code, "succeeded" if self.exit_code == 0 else "failed")
+            return
+        step = steps[index]
+        now = self.ctx.clock()
+        when = start_time(
+            step,
+            prev_end=prev_end,
+            now=now,
+            tz=self.ctx.campaign.timezone,
+            ignore_timing=self.ctx.options.now,
+            ignore_windows=self.ctx.options.ignore_windows,
+        )
+        if when > now:
+            self.ctx.log.emit(
+                "step.scheduled", self.ctx.run_id, step.id, at=when.isoformat()
+            )
+            if self.ctx.out is not None:
+                local = when.astimezone(self.ctx.campaign.timezone)
+                self.ctx.out.write(
+                    f"  {step.id}: waiting until {local:%Y-%m-%d %H:%M:%S %Z}\n"
+                )
+                self.ctx.out.flush()
+        self._at(when, index)
+
+    def _at(self, when: datetime, index: int) -> None:
+        """Run step ``index`` at campaign time ``when``.
+
+        The delay is measured on the run's clock and handed to APScheduler as real
+        time, so an injected clock (tests, rehearsals) and the scheduler agree.
+        """
+        delay = when - self.ctx.clock()
+        real = datetime.now(UTC) + max(delay, timedelta(0))
+        step = self.ctx.campaign.steps[index]
+        self.scheduler.at(real, self._run_step, index, job_id=f"step:{step.id}")
+
+    def _run_step(self, index: int) -> None:
+        ctx = self.ctx
+        step = ctx.campaign.steps[index]
+        if ctx.stop.is_set():
+            return
+        with self._lock:
+            self._running = True
+        try:
+            result = self._execute(step)
+        except RunnerError as e:  # bad input met at run time: one line, step failed
+            result = StepResult("failed", str(e))
+        except Exception as e:  # one step's bug must end the run cleanly
+            path = write_crash_log()
+            result = StepResult(
+                "failed", f"internal error: {type(e).__name__}; details in {path}"
+            )
+        finally:
+            with self._lock:
+                self._running = False
+        ctx.results[step.id] = result
+        if (
+            result.status == "paused"
+            and result.resume_at is not None
+            and not ctx.stop.is_set()
+        ):
+            ctx.log.emit(
+                "step.paused",
+                ctx.run_id,
+                step.id,
+                until=result.resume_at.isoformat(),
+                reason=result.message,
+            )
+            self._at(result.resume_at, index)
+            return
+        if ctx.stop.is_set() and result.status in ("paused", "interrupted"):
+            ctx.journal.finish_step(
+                ctx.run_id, step.id, "interrupted", result.detail, step.kind
+            )
+            ctx.log.emit(
+                "step.finished",
+                ctx.run_id,
+                step.id,
+                status="interrupted",
+                **result.detail,
+            )
+            self._finish(EXIT_INTERRUPTED, "interrupted")
+            return
+        ctx.journal.finish_step(
+            ctx.run_id,
+            step.id,
+            result.status,
+            {**result.detail, "message": result.message},
+            step.kind,
+        )
+        ctx.log.emit(
+            "step.finished",
+            ctx.run_id,
+            step.id,
+            status=result.status,
+            message=result.message,
+            **result.detail,
+        )
+        if ctx.out is not None:
+            mark = {"succeeded": "ok", "failed": "FAILED", "skipped": "skipped"}.get(
+                result.status, result.status
+            )
+            ctx.out.write(
+                f"  {step.id}: {mark}{' - ' + result.message if result.message else ''}\n"
+            )
+            ctx.out.flush()
+        if result.status == "failed":
+            self.exit_code = EXIT_FAILED
+            if step.on_failure == "abort":
+                self._finish(EXIT_FAILED, "failed")
+                return
+        self._schedule(index + 1, ctx.clock())
+
+    def _execute(self, step: Step) -> StepResult:
+        ctx = self.ctx
+        if step.when is not None and not step_impl.condition(ctx, step.when):
+            return StepResult("skipped", f"when: {step.when!r} is false")
+        ctx.journal.start_step(ctx.run_id, step.id, step.kind)
+        ctx.log.emit("step.started", ctx.run_id, step.id, kind=step.kind)
+        if ctx.out is not None:
+            ctx.out.write(f"- {step.id} ({step.kind})\n")
+            ctx.out.flush()
+        return step_impl.EXECUTORS[step.kind](ctx, step)
+
+
+def build_limiters(providers: Mapping[str, Provider]) -> dict[str, RateLimiter]:
+    limiters = {}
+    for name, p in providers.items():
+        rate = p.config.rate or type(p).default_rate
+        limiters[name] = RateLimiter(rate)
+    return limiters
+
+
+def run_campaign(
+    campaign: Campaign,
+    *,
+    journal: Journal,
+    log: EventLog,
+    providers: Mapping[str, Provider],
+    options: RunOptions,
+    stop: threading.Event | None = None,
+    out: TextIO | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> RunResult:
+    """Run (or resume) ``campaign``; blocks until it finishes, fails or is stopped."""
+    stop = stop or threading.Event()
+    first, prev_end = 0, datetime.now(UTC)
+    if options.resume:
+        run_id = options.resume
+        journal.reopen_run(run_id)
+        done = journal.step_status(run_id)
+        for i, s in enumerate(campaign.steps):
+            state = done.get(s.id)
+            if state and state["status"] in ("succeeded", "skipped"):
+                first = i + 1
+                if state["finished_at"]:
+                    prev_end = datetime.fromisoformat(state["finished_at"])
+                continue
+            break
+        log.emit(
+            "run.resumed",
+            run_id,
+            campaign=campaign.name,
+            from_step=campaign.steps[first].id if first < len(campaign.steps) else None,
+        )
+    else:
+        run_id = journal.start_run(
+            campaign.name, str(campaign.path), dataclasses.asdict(options)
+        )
+        log.emit(
+            "run.started",
+            run_id,
+            campaign=campaign.name,
+            path=str(campaign.path),
+            dry_run=options.dry_run,
+        )
+    ctx = RunContext(
+        campaign=campaign,
+        run_id=run_id,
+        journal=journal,
+        log=log,
+        providers=providers,
+        limiters=build_limiters(providers),
+        options=options,
+        stop=stop,
+        out=out,
+        clock=clock or (lambda: datetime.now(UTC)),
+    )
+    if options.resume:
+        for sid, state in journal.step_status(run_id).items():
+            ctx.results[sid] = StepResult(state["status"], detail=state["detail"])
+    run = CampaignRun(ctx)
+    run.start(first, prev_end)
+    code = run.wait()
+    return RunResult(run_id, code, ctx.results)

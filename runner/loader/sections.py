@@ -1,0 +1,211 @@
+"""Checks and typed objects for providers, recipients and templates."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+from typing import Any
+
+from runner.loader import schema
+from runner.loader.checker import Checker
+from runner.loader.yamlload import FieldPath
+from runner.model.campaign import ProviderConfig, RecipientSource, RetryPolicy, Template
+from runner.model.secrets import has_reference, references
+from runner.providers import PROVIDERS
+
+COMMON_PROVIDER_KEYS = frozenset(
+    {"type", "base_url", "concurrency", "rate", "timeout", "retry", "ca_bundle"}
+)
+RECIPIENT_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl"}
+
+
+def providers(c: Checker, value: Any) -> dict[str, ProviderConfig]:
+    """Each ``providers:`` entry of a known type, as a ProviderConfig."""
+    out: dict[str, ProviderConfig] = {}
+    if not isinstance(value, dict):
+        return out
+    for name, cfg in value.items():
+        kind = cfg.get("type") if isinstance(cfg, dict) else None
+        if isinstance(kind, str) and kind in PROVIDERS:
+            built = provider(c, ("providers", name), name, cfg)
+            if built is not None:
+                out[name] = built
+    return out
+
+
+def provider(
+    c: Checker, path: FieldPath, name: str, cfg: dict[str, Any]
+) -> ProviderConfig | None:
+    """One provider: common settings parsed, the rest kept as ``options`` with
+    ``${VAR}`` unresolved; literal secrets and unset variables reported."""
+    type_name = cfg["type"]
+    options = {k: v for k, v in cfg.items() if k not in COMMON_PROVIDER_KEYS}
+    secret_fields = schema.credential_fields(type_name)
+    for key, value in options.items():
+        if key in secret_fields and not (isinstance(value, str) and has_reference(value)):
+            c.warn(
+                (*path, key),
+                "a literal secret in a credential field: write ${VAR} here and "
+                "set VAR in the environment",
+            )
+        for var in dict.fromkeys(references(value)):
+            if var not in c.env:
+                msg = f"environment variable {var} is not set"
+                if c.require_env:
+                    c.error((*path, key), msg)
+                else:
+                    c.warn((*path, key), msg)
+    timeout = cfg.get("timeout")
+    if isinstance(timeout, dict):
+        connect = c.seconds((*path, "timeout", "connect"), timeout.get("connect"), 5.0)
+        read = c.seconds((*path, "timeout", "read"), timeout.get("read"), 30.0)
+    else:
+        connect = read = c.seconds((*path, "timeout"), timeout, 5.0)
+        if timeout is None:
+            read = 30.0
+    retry = cfg.get("retry") if isinstance(cfg.get("retry"), dict) else {}
+    assert isinstance(retry, dict)
+    default = RetryPolicy()
+    policy = RetryPolicy(
+        attempts=retry.get("attempts", default.attempts),
+        base_delay=c.seconds(
+            (*path, "retry", "base_delay"),
+            retry.get("base_delay"),
+            default.base_delay,
+        ),
+        max_delay=c.seconds(
+            (*path, "retry", "max_delay"), retry.get("max_delay"), default.max_delay
+        ),
+        max_total=c.seconds(
+            (*path, "retry", "max_total"), retry.get("max_total"), default.max_total
+        ),
+    )
+    ca = cfg.get("ca_bundle")
+    ca_path = c.relative_file((*path, "ca_bundle"), ca, "CA bundle")
+    return ProviderConfig(
+        name=name,
+        type=type_name,
+        base_url=cfg.get("base_url"),
+        options=options,
+        concurrency=cfg.get("concurrency"),
+        rate=c.rate((*path, "rate"), cfg.get("rate")),
+        retry=policy,
+        timeout=(connect, read),
+        ca_bundle=str(ca_path) if ca_path else None,
+        line=c.doc.pos(path, key=True).line,
+    )
+
+
+def recipients(c: Checker, value: Any) -> RecipientSource | None:
+    """An inline list, or a mapping naming a file (which must exist) or rows."""
+    path: FieldPath = ("recipients",)
+    line = c.doc.pos(path, key=True).line
+    if isinstance(value, list):
+        rows = tuple(r for r in value if isinstance(r, dict))
+        return RecipientSource(inline=rows, line=line)
+    if not isinstance(value, dict):
+        return None
+    phone_field = value.get("phone_field", "phone")
+    inline = value.get("inline")
+    rows_out: tuple[dict[str, Any], ...] | None = None
+    if isinstance(inline, list):
+        for i, row in enumerate(inline):
+            if not isinstance(row, dict) or not isinstance(phone_field, str):
+                continue
+            if phone_field not in row:
+                c.error((*path, "inline", i), f"missing the phone field {phone_field!r}")
+            elif not isinstance(row[phone_field], str):
+                c.error(
+                    (*path, "inline", i, phone_field),
+                    "the phone number must be a string: quote it",
+                )
+        rows_out = tuple(r for r in inline if isinstance(r, dict))
+    fmt = value.get("format")
+    file = c.relative_file((*path, "file"), value.get("file"), "recipients file")
+    if file is not None and fmt is None:
+        fmt = RECIPIENT_SUFFIXES.get(file.suffix.lower())
+        if fmt is None:
+            c.error(
+                (*path, "file"),
+                f"cannot tell the format of {value['file']!r} from its suffix; "
+                "add format: csv or format: jsonl",
+            )
+    encoding = value.get("encoding")
+    if isinstance(encoding, str):
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            c.error((*path, "encoding"), f"unknown text encoding {encoding!r}")
+    excludes = value.get("exclude", [])
+    excludes = [excludes] if isinstance(excludes, str) else excludes
+    exclude_paths: list[Path] = []
+    if isinstance(excludes, list):
+        one = isinstance(value.get("exclude"), str)
+        for i, item in enumerate(excludes):
+            where = (*path, "exclude") if one else (*path, "exclude", i)
+            found = c.relative_file(where, item, "exclusion file")
+            if found is not None:
+                exclude_paths.append(found)
+    where_expr = value.get("where")
+    if isinstance(where_expr, str):
+        c.jinja.expression((*path, "where"), where_expr)
+    return RecipientSource(
+        inline=rows_out,
+        file=file,
+        format=fmt,
+        phone_field=phone_field if isinstance(phone_field, str) else "phone",
+        delimiter=value.get("delimiter"),
+        encoding=encoding if isinstance(encoding, str) else None,
+        on_invalid=value.get("on_invalid", "skip"),
+        exclude=tuple(exclude_paths),
+        where=where_expr if isinstance(where_expr, str) else None,
+        line=line,
+    )
+
+
+def templates(c: Checker, value: Any) -> dict[str, Template]:
+    """Each template compiled; ``{file: ...}`` read, so its errors name the file."""
+    out: dict[str, Template] = {}
+    if not isinstance(value, dict):
+        return out
+    for name, spec in value.items():
+        path: FieldPath = ("templates", name)
+        line = c.doc.pos(path, key=True).line
+        if isinstance(spec, str):
+            c.jinja.template(path, spec)
+            out[name] = Template(name=name, text=spec, line=line)
+        elif isinstance(spec, dict) and isinstance(spec.get("file"), str):
+            source = c.relative_file((*path, "file"), spec["file"], "template file")
+            text = read_template(c, path, source) if source else None
+            if text is not None and source is not None:
+                shown = str(c.path.parent / spec["file"])
+                c.jinja.template(path, text, file=shown)
+                out[name] = Template(name=name, text=text, source=source, line=line)
+        elif isinstance(spec, dict) and isinstance(spec.get("variants"), dict):
+            variants = spec["variants"]
+            for key, text in variants.items():
+                if isinstance(text, str):
+                    c.jinja.template((*path, "variants", key), text)
+            default = spec.get("default")
+            if isinstance(default, str) and default not in variants:
+                more = schema.hint(default, [str(k) for k in variants])
+                msg = f"{default!r} is not one of the variants"
+                c.error((*path, "default"), f"{msg}.{more}" if more else msg)
+            out[name] = Template(
+                name=name,
+                variants=dict(variants),
+                variant_by=spec.get("by"),
+                default=default if isinstance(default, str) else None,
+                line=line,
+            )
+    return out
+
+
+def read_template(c: Checker, path: FieldPath, source: Path) -> str | None:
+    try:
+        return source.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        c.error((*path, "file"), "the template file is not UTF-8 text")
+    except OSError as e:
+        c.error((*path, "file"), f"cannot read the template file: {e.strerror}")
+    return None

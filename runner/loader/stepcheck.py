@@ -1,0 +1,267 @@
+"""Steps: unique ids, references with hints, provider capabilities, timing."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import nodes
+
+from runner import providers
+from runner.loader import schema
+from runner.loader.checker import Checker
+from runner.loader.yamlload import FieldPath
+from runner.model.campaign import (
+    Action,
+    CheckCreditsAction,
+    CheckReportAction,
+    Expect,
+    ProviderConfig,
+    SendAction,
+    Step,
+    Template,
+    Timing,
+    WaitAction,
+)
+from runner.providers.base import Capability
+
+ACTIONS = ("send", "check_credits", "check_report", "wait")
+NEEDS = {
+    "send": Capability.SEND,
+    "check_credits": Capability.CREDITS,
+    "check_report": Capability.REPORT,
+}
+VERB = {
+    Capability.SEND: "send",
+    Capability.CREDITS: "check credits",
+    Capability.REPORT: "give reports",
+}
+EXPECT_KEYS = frozenset(f.name for f in dataclasses.fields(Expect))
+WHEN_NAMES = frozenset({"steps", "vars"})
+MIN_NAMES = frozenset({"segments", "messages", "vars"})
+
+
+class StepChecker:
+    def __init__(
+        self,
+        checker: Checker,
+        provider_configs: Mapping[str, ProviderConfig],
+        templates: Mapping[str, Template],
+    ) -> None:
+        self.c = checker
+        self.providers = provider_configs
+        self.templates = templates
+        raw = checker.data.get("providers")
+        self.provider_names = list(raw) if isinstance(raw, dict) else []
+        raw = checker.data.get("templates")
+        self.template_names = list(raw) if isinstance(raw, dict) else []
+        self.ids: list[str] = []  # ids of the steps seen so far, in order
+        self.kinds: dict[str, str] = {}  # every step id -> its action key
+
+    def steps(self, value: Any) -> tuple[Step, ...] | None:
+        if not isinstance(value, list):
+            return None
+        first_line: dict[str, int] = {}
+        for i, item in enumerate(value):
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                continue
+            sid = item["id"]
+            kind = next((k for k in ACTIONS if k in item), "")
+            self.kinds.setdefault(sid, kind)
+            if sid in first_line:
+                self.c.error(
+                    ("steps", i, "id"),
+                    f"duplicate step id {sid!r} (first used on line {first_line[sid]})",
+                )
+            else:
+                first_line[sid] = self.c.doc.pos(("steps", i, "id")).line
+        out = []
+        for i, item in enumerate(value):
+            step = self.step(("steps", i), item) if isinstance(item, dict) else None
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                self.ids.append(item["id"])
+            if step is not None:
+                out.append(step)
+        return tuple(out) if len(out) == len(value) else None
+
+    def step(self, path: FieldPath, item: dict[str, Any]) -> Step | None:
+        c = self.c
+        actions = [k for k in ACTIONS if k in item]
+        action: Action | None = None
+        if len(actions) == 1:
+            kind = actions[0]
+            spec = item[kind]
+            apath = (*path, kind)
+            if kind == "wait":
+                duration = c.duration(apath, spec)
+                action = WaitAction(duration) if duration is not None else None
+            elif isinstance(spec, dict):
+                action = getattr(self, kind)(apath, spec)
+        when = item.get("when")
+        if isinstance(when, str):
+            self.expression_refs((*path, "when"), when, WHEN_NAMES)
+        window = item.get("window")
+        timing = Timing(
+            at=c.datetime((*path, "at"), item.get("at")),
+            after=c.duration((*path, "after"), item.get("after")),
+            window=c.window((*path, "window"), window) if window is not None else None,
+        )
+        if action is None or not isinstance(item.get("id"), str):
+            return None
+        return Step(
+            id=item["id"],
+            action=action,
+            timing=timing,
+            on_failure=item.get("on_failure", "abort"),
+            when=when if isinstance(when, str) else None,
+            line=c.doc.pos(path).line,
+        )
+
+    # -- actions ---------------------------------------------------------------------
+
+    def send(self, path: FieldPath, spec: dict[str, Any]) -> SendAction | None:
+        names = spec.get("provider")
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list):
+            return None
+        one = isinstance(spec.get("provider"), str)
+        for i, name in enumerate(names):
+            where = (*path, "provider") if one else (*path, "provider", i)
+            self.provider_ref(where, name, "send")
+        template = spec.get("template")
+        # a template whose own entry has errors is not "unknown"
+        if isinstance(template, str) and template not in self.template_names:
+            more = schema.hint(template, self.template_names)
+            msg = f"unknown template {template!r}"
+            self.c.error((*path, "template"), f"{msg}.{more}" if more else msg)
+        sender = spec.get("sender")
+        options = spec.get("options")
+        return SendAction(
+            providers=tuple(str(n) for n in names),
+            template=str(template),
+            sender=None if sender is None else str(sender),
+            options=dict(options) if isinstance(options, dict) else {},
+        )
+
+    def check_credits(
+        self, path: FieldPath, spec: dict[str, Any]
+    ) -> CheckCreditsAction | None:
+        provider = spec.get("provider")
+        self.provider_ref((*path, "provider"), provider, "check_credits")
+        minimum = spec.get("min")
+        if isinstance(minimum, str):
+            self.expression_refs((*path, "min"), minimum, MIN_NAMES)
+            return CheckCreditsAction(provider=str(provider), min_expr=minimum)
+        if isinstance(minimum, int | float) and not isinstance(minimum, bool):
+            return CheckCreditsAction(provider=str(provider), min=float(minimum))
+        return None
+
+    def check_report(
+        self, path: FieldPath, spec: dict[str, Any]
+    ) -> CheckReportAction | None:
+        c = self.c
+        provider = spec.get("provider")
+        self.provider_ref((*path, "provider"), provider, "check_report")
+        target = spec.get("for")
+        if isinstance(target, str):
+            self.step_ref((*path, "for"), target, send_only=True)
+        every = c.duration((*path, "every"), spec.get("every", "1m"))
+        timeout = c.duration((*path, "timeout"), spec.get("timeout", "1h"))
+        expect = spec.get("expect")
+        options = spec.get("options")
+        if every is None or timeout is None:
+            return None
+        return CheckReportAction(
+            provider=str(provider),
+            for_step=str(target),
+            every=every,
+            timeout=timeout,
+            expect=Expect(**{k: v for k, v in expect.items() if k in EXPECT_KEYS})
+            if isinstance(expect, dict)
+            else Expect(),
+            options=dict(options) if isinstance(options, dict) else {},
+        )
+
+    # -- references ------------------------------------------------------------------
+
+    def provider_ref(self, path: FieldPath, name: Any, kind: str) -> None:
+        if not isinstance(name, str):
+            return
+        if name not in self.provider_names:
+            more = schema.hint(name, self.provider_names)
+            msg = f"unknown provider {name!r}"
+            self.c.error(path, f"{msg}.{more}" if more else msg)
+            return
+        cfg = self.providers.get(name)
+        if cfg is None:  # its entry has errors of its own
+            return
+        caps = providers.capabilities(cfg.type)
+        if NEEDS[kind] not in caps:
+            supported = ", ".join(sorted(str(c) for c in caps))
+            self.c.error(
+                path,
+                f"provider {name!r} ({cfg.type}) cannot {VERB[NEEDS[kind]]}; "
+                f"it supports: {supported}",
+            )
+
+    def step_ref(self, path: FieldPath, target: str, *, send_only: bool) -> None:
+        """``target`` must be an earlier step (a send step when ``send_only``)."""
+        if target not in self.kinds:
+            more = schema.hint(target, list(self.kinds))
+            msg = f"unknown step {target!r}"
+            self.c.error(path, f"{msg}.{more}" if more else msg)
+        elif send_only and self.kinds[target] not in ("send", ""):  # "": no action
+            self.c.error(path, f"step {target!r} is not a send step")
+        elif target not in self.ids:
+            self.c.error(
+                path, f"step {target!r} is not an earlier step (it runs after this one)"
+            )
+
+    def expression_refs(
+        self, path: FieldPath, text: str, allowed: frozenset[str]
+    ) -> None:
+        """Compile ``text``; its names must be known and its step ids must exist."""
+        expr = self.c.jinja.expression(path, text)
+        if expr is None:
+            return
+        known = allowed | set(self.c.jinja.env.globals)
+        for name in dict.fromkeys(n.name for n in expr.find_all(nodes.Name)):
+            if name not in known:
+                more = schema.hint(name, sorted(allowed))
+                uses = ", ".join(sorted(allowed))
+                msg = f"unknown name {name!r} (this expression can use {uses})"
+                self.c.error(path, f"{msg}.{more}" if more else msg)
+        if "steps" in allowed:
+            for target in _step_attrs(expr):
+                self.step_ref(path, target, send_only=False)
+        for call in expr.find_all(nodes.Call):
+            fn = call.node
+            if isinstance(fn, nodes.Name) and fn.name in ("segments", "messages"):
+                arg = call.args[0] if call.args else None
+                if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+                    self.send_step_anywhere(path, arg.value)
+
+    def send_step_anywhere(self, path: FieldPath, target: str) -> None:
+        if target not in self.kinds:
+            more = schema.hint(target, list(self.kinds))
+            msg = f"unknown step {target!r}"
+            self.c.error(path, f"{msg}.{more}" if more else msg)
+        elif self.kinds[target] not in ("send", ""):
+            self.c.error(path, f"step {target!r} is not a send step")
+
+
+def _step_attrs(expr: nodes.Node) -> list[str]:
+    """Step ids read as ``steps.<id>`` or ``steps['<id>']``."""
+    found = []
+    for node in expr.find_all((nodes.Getattr, nodes.Getitem)):
+        if not isinstance(node, nodes.Getattr | nodes.Getitem):
+            continue
+        base = node.node
+        if not (isinstance(base, nodes.Name) and base.name == "steps"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.append(node.arg.value)
+    return list(dict.fromkeys(found))

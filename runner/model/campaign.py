@@ -1,0 +1,201 @@
+"""The typed, immutable campaign model that everything after the loader uses.
+
+``loader.py`` is the only code that reads raw YAML dicts; it builds these objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from runner.model.timeparse import Rate
+
+OnFailure = Literal["abort", "continue"]
+OnInvalid = Literal["skip", "fail"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for calls that certainly did not reach the provider, or that it refused."""
+
+    attempts: int = 5  # total tries, the first included
+    base_delay: float = 0.5  # seconds; doubled per attempt, with full jitter
+    max_delay: float = 30.0
+    max_total: float = 300.0  # give up on a recipient after this long in retries
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One entry of ``providers:``. ``options`` are the provider-specific settings,
+    validated by that provider's schema fragment; ``${VAR}`` values are still
+    unresolved here (see secrets.resolve at run time)."""
+
+    name: str
+    type: str
+    base_url: str | None
+    options: Mapping[str, Any]
+    concurrency: int | None = None  # None: the provider's default
+    rate: Rate | None = None  # None: the provider's default
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: tuple[float, float] = (5.0, 30.0)  # connect, read
+    ca_bundle: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class RecipientSource:
+    """Where recipients come from: ``inline`` rows or one CSV/JSONL ``file``."""
+
+    inline: tuple[Mapping[str, Any], ...] | None = None
+    file: Path | None = None
+    format: Literal["csv", "jsonl"] | None = None  # None: from the file suffix
+    phone_field: str = "phone"
+    delimiter: str | None = None  # None: sniffed
+    encoding: str | None = None  # None: UTF-8 (BOM tolerated)
+    on_invalid: OnInvalid = "skip"
+    exclude: tuple[Path, ...] = ()
+    where: str | None = None  # Jinja expression over the recipient's fields
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Template:
+    """A message template: one Jinja ``text``, or ``variants`` picked per recipient
+    by the value of the field ``variant_by`` (``default`` when nothing matches)."""
+
+    name: str
+    text: str | None = None
+    variants: Mapping[str, str] | None = None
+    variant_by: str | None = None
+    default: str | None = None
+    source: Path | None = None  # the file it came from, when ``{file: ...}``
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Window:
+    """Sending is allowed only between ``start`` and ``end`` on ``days`` (0 = Monday)."""
+
+    start: time
+    end: time
+    days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+
+
+@dataclass(frozen=True)
+class Timing:
+    at: datetime | None = None  # absolute, timezone-aware
+    after: timedelta | None = None  # after the previous step ended
+    window: Window | None = None
+
+
+@dataclass(frozen=True)
+class SendAction:
+    providers: tuple[str, ...]  # the first is primary; the rest are failover
+    template: str
+    sender: str | None = None  # the "from" short/long code or alphanumeric sender
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckCreditsAction:
+    provider: str
+    min: float | None = None
+    min_expr: str | None = None  # e.g. "segments('blast') * 1.1"
+
+
+@dataclass(frozen=True)
+class Expect:
+    delivered_ratio: float | None = None
+    max_failed: int | None = None
+    max_failed_ratio: float | None = None
+    max_optout_ratio: float | None = None
+    min_sent: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckReportAction:
+    provider: str
+    for_step: str
+    every: timedelta = timedelta(minutes=1)
+    timeout: timedelta = timedelta(hours=1)
+    expect: Expect = field(default_factory=Expect)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WaitAction:
+    duration: timedelta
+
+
+Action = SendAction | CheckCreditsAction | CheckReportAction | WaitAction
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    action: Action
+    timing: Timing = field(default_factory=Timing)
+    on_failure: OnFailure = "abort"
+    when: str | None = None  # Jinja condition over earlier steps' outcomes
+    line: int = 0
+
+    @property
+    def kind(self) -> str:
+        return {
+            SendAction: "send",
+            CheckCreditsAction: "check_credits",
+            CheckReportAction: "check_report",
+            WaitAction: "wait",
+        }[type(self.action)]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When the daemon starts a run: a ``cron`` expression or a one-off ``at``."""
+
+    cron: str | None = None
+    at: datetime | None = None
+    misfire_grace_time: timedelta | None = None  # None: the daemon's default
+    coalesce: bool = True
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    """Fault injection and behaviour of the built-in emulators for this campaign."""
+
+    latency: float = 0.0  # seconds added to every request
+    faults: Mapping[str, float] = field(default_factory=dict)  # kind -> rate 0..1
+    credits: float | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Campaign:
+    path: Path
+    name: str
+    providers: Mapping[str, ProviderConfig]
+    recipients: RecipientSource
+    templates: Mapping[str, Template]
+    steps: tuple[Step, ...]
+    version: int = 1
+    description: str = ""
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    default_region: str | None = None  # ISO 3166 alpha-2, for national numbers
+    max_segments: int = 3
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    schedule: Schedule | None = None
+    sandbox: SandboxOptions = field(default_factory=SandboxOptions)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
