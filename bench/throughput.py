@@ -190,8 +190,8 @@ def write_campaign(
 def run_runner(campaign: Path, state: Path) -> dict[str, Any]:
     """Run the campaign in this process; returns send-phase figures from the journal."""
     from runner.commands.run import Settings, run_file
-    from runner.engine.run import RunOptions
-    from runner.journal.store import Journal
+    from runner.engine.context import RunOptions
+    from runner.journal.journal import Journal
 
     out = io.StringIO()
     t0 = time.perf_counter()

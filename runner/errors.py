@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+import traceback
 from dataclasses import dataclass
 
 
@@ -88,10 +91,6 @@ def write_crash_log() -> str:
 
     People see one line naming the file, never the traceback itself.
     """
-    import os
-    import tempfile
-    import traceback
-
     fd, path = tempfile.mkstemp(prefix="campaign-runner-crash-", suffix=".log")
     with os.fdopen(fd, "w") as f:
         traceback.print_exc(file=f)

@@ -18,7 +18,7 @@ from typing import Any
 import requests
 import yaml
 
-from runner.journal.store import Journal
+from runner.journal.journal import Journal
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGNS = ROOT / "campaigns"

@@ -27,19 +27,15 @@ import yaml
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner.commands.status import (
-    StateLock,
-    lock_owner,
-    lock_path,
-    read_status,
-    show_status,
-)
+from runner.commands.status import read_status, show_status
 from runner.daemon.metrics import SharedRedactor
 from runner.daemon.service import Daemon, DaemonSettings
 from runner.daemon.watch import FolderScanner, campaign_trigger
 from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
-from runner.journal.store import Journal, messages
+from runner.journal.journal import Journal
+from runner.journal.lock import StateLock, lock_owner, lock_path
+from runner.journal.tables import messages
 from runner.model.campaign import Schedule
 
 ROOT = Path(__file__).resolve().parent.parent

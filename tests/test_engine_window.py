@@ -12,9 +12,10 @@ from runkit import copy_campaign, edit, events
 from test_run import many_recipients
 
 from runner.commands.run import build_providers, resolve_options
-from runner.engine.run import RunOptions, run_campaign
+from runner.engine.context import RunOptions
+from runner.engine.run import run_campaign
 from runner.journal.eventlog import EventLog
-from runner.journal.store import Journal
+from runner.journal.journal import Journal
 from runner.loader.load import load_campaign
 from runner.sandbox.launch import start_for
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.cli import main
-from runner.journal.store import Journal
+from runner.journal.journal import Journal
 
 CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
 EXAMPLES = [p.read_text() for p in sorted(CAMPAIGNS.glob("*.yaml"))]

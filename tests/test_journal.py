@@ -7,7 +7,8 @@ import pytest
 import sqlalchemy as sa
 
 from runner.errors import JournalError
-from runner.journal.store import Journal, migrations_table
+from runner.journal.journal import Journal
+from runner.journal.tables import migrations_table
 from runner.journal.writer import Outcome, Planned, driver_sql
 
 

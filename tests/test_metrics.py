@@ -24,7 +24,7 @@ from runner.daemon.metrics import (
 )
 from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
-from runner.journal.store import Journal
+from runner.journal.journal import Journal
 from runner.journal.writer import Outcome, Planned
 from runner.model.secrets import Redactor
 
@@ -188,9 +188,8 @@ def test_human_lines_carry_the_event_and_its_fields() -> None:
 def test_one_event_log_hides_the_secrets_of_every_run(tmp_path: Path) -> None:
     shared = SharedRedactor()
     out = io.StringIO()
-    log = EventLog(
-        tmp_path / "events.jsonl", redact=shared, echo=LogEcho(out, human=False)
-    )
+    log = EventLog(tmp_path / "events.jsonl", redact=shared)
+    log.listen(LogEcho(out, human=False))
     shared.include(Redactor(["first-s3cret"]))
     shared.include(Redactor(["second-s3cret"]))
     log.emit("run.error", error="refused first-s3cret and second-s3cret")

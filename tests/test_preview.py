@@ -16,8 +16,9 @@ import pytest
 from campaignkit import make_campaign
 
 from runner.audience import render as batch
-from runner.audience.preview import preview, send_totals
+from runner.audience.preview import send_totals
 from runner.cli import main
+from runner.commands.preview import preview
 from runner.model.campaign import Template
 
 PROMO = Template(

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from campaignkit import DATA, make_campaign
 
-from runner.audience.recipients import RecipientStats, iter_recipients
+from runner.audience.recipient import RecipientStats
+from runner.audience.recipients import iter_recipients
 from runner.errors import RecipientError
 
 

@@ -170,7 +170,7 @@ def test_a_real_delay_is_waited_for(tmp_path: Path) -> None:
     r = cli("run", str(campaign), "--sandbox", "--state", str(state))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "delivery: waiting until" in r.stdout
-    from runner.journal.store import Journal
+    from runner.journal.journal import Journal
 
     j = Journal(state)
     steps = j.step_status(j.list_runs(limit=1)[0]["id"])
@@ -184,7 +184,7 @@ def test_a_real_delay_is_waited_for(tmp_path: Path) -> None:
 
 
 def test_a_second_process_on_the_same_journal_refuses(tmp_path: Path) -> None:
-    from runner.commands.status import StateLock, lock_path
+    from runner.journal.lock import StateLock, lock_path
 
     state = tmp_path / "j.db"
     held = StateLock(lock_path(state))

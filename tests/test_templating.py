@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runner.audience.encoding import GSM7_BASIC, GSM7_EXTENSION, segment
-from runner.audience.recipients import Recipient
+from runner.audience.recipient import Recipient
 from runner.audience.templates import Renderer, count_segments, make_environment
 from runner.errors import TemplateError
 from runner.model.campaign import Template

@@ -9,26 +9,19 @@ worker processes for a large file, see runner.audience.render); what depends on 
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from runner.audience import render as batch
 from runner.audience.encoding import GSM7, UCS2
-from runner.audience.recipients import RecipientStats
+from runner.audience.recipient import RecipientStats
 from runner.audience.render import BY_DATA, BY_TEXT, FAILED, GSM, UNICODE, Message, Pack
 from runner.errors import RecipientError, UsageError
-from runner.model.campaign import SendAction
-
-if TYPE_CHECKING:
-    from runner.model.campaign import Campaign
+from runner.model.campaign import Campaign, SendAction
 
 MAX_FAILURES_LISTED = 50
-EXCERPT = 48
 
 
 @dataclass(frozen=True)
@@ -42,7 +35,7 @@ class SendTotals:
 
 
 @dataclass
-class _Tally:
+class Tally:
     step: str
     template: str
     messages: int = 0
@@ -96,7 +89,7 @@ class _Tally:
         return SendTotals(self.messages, self.segments, by_encoding, self.failed)
 
 
-class _Merge:
+class Merge:
     """Packs in file order: duplicates dropped (the first row wins), all counted,
     every kept message tallied and written."""
 
@@ -104,7 +97,7 @@ class _Merge:
         self, steps: list[tuple[str, str]], limit: int, fmt: str, sink: TextIO | None
     ) -> None:
         self.stats = RecipientStats()
-        self.tallies = [_Tally(s, t) for s, t in steps]
+        self.tallies = [Tally(s, t) for s, t in steps]
         self.limit, self.fmt, self.sink = limit, fmt, sink
         self.seen: set[int] = set()
         self.written = 0
@@ -187,171 +180,32 @@ def send_steps(campaign: Campaign, step_id: str | None = None) -> list[tuple[str
 def send_totals(campaign: Campaign, template: str) -> SendTotals:
     """Messages and segments one template would send (``segments('step')``)."""
     steps = [("", template)]
-    merge = _Merge(steps, 0, "text", None)
+    merge = Merge(steps, 0, "text", None)
     for pack in batch.packs(batch.Job(campaign, steps), merge.wants_details):
         merge.add(pack)
     return merge.tallies[0].totals()
 
 
-def preview(
+def render_all(
     campaign: Campaign,
+    steps: list[tuple[str, str]],
     *,
     limit: int,
-    fmt: str,
-    output: TextIO | None,
-    show_phones: bool,
-    out: TextIO,
-    step: str | None = None,
+    fmt: str = "text",
+    sink: TextIO | None = None,
+    show_phones: bool = False,
     workers: int | None = None,
-) -> int:
-    """Render every message of the send steps, print a table and a summary.
+) -> Merge:
+    """Render every recipient's message of ``steps``; keep ``limit`` whole per step.
 
-    ``fmt`` ``json`` or ``csv`` also writes every message to ``output``.
-    ``workers``: processes for large files (None: one per core). Exit 0 when
-    every recipient's text renders, 1 when any fails (reasons listed).
+    With ``fmt`` ``json`` or ``csv`` every message is also written to ``sink``.
+    ``workers``: processes for large files (None: one per core).
     """
-    if fmt not in ("text", "json", "csv"):
-        raise UsageError(f"unknown format {fmt!r} (text, json or csv)")
-    steps = send_steps(campaign, step)
-    if not steps:
-        out.write(f"{campaign.name}: no send step, nothing to preview\n")
-        return 0
-    writing = fmt if output is not None and fmt != "text" else "text"
-    sink = output if writing != "text" else None
-    if sink is not None and writing == "csv":
+    if sink is not None and fmt == "csv":
         sink.write(batch.CSV_HEADER)
-    merge = _Merge(steps, limit, writing, sink)
-    job = batch.Job(campaign, steps, writing, show_phones)
+    merge = Merge(steps, limit, fmt, sink)
+    job = batch.Job(campaign, steps, fmt, show_phones)
     for pack in batch.packs(job, merge.wants_details, workers):
         merge.add(pack)
     merge.close()
-    for t in merge.tallies if limit else []:
-        out.write(f"step {t.step} (template {t.template}):\n")
-        _table(t.shown, out)
-    _summary(campaign, merge.tallies, merge.stats, out)
-    return 1 if any(t.failed for t in merge.tallies) else 0
-
-
-def _excerpt(text: str) -> str:
-    flat = text.replace("\r", "").replace("\n", " ⏎ ")
-    return flat if len(flat) <= EXCERPT else flat[: EXCERPT - 1] + "…"
-
-
-def _table(rows: list[tuple[str, Message]], out: TextIO) -> None:
-    if not rows:
-        out.write("  (no recipient)\n")
-        return
-    width = max(len("PHONE"), *(len(p) for p, _ in rows))
-    out.write(f"  {'PHONE':<{width}}  ENC    SEG  TEXT\n")
-    for phone, (encoding, _, segments, _, text, error) in rows:
-        if error:
-            out.write(f"  {phone:<{width}}  -        -  ERROR: {error}\n")
-        else:
-            cells = f"{phone:<{width}}  {encoding:<5} {segments:>4}"
-            out.write(f"  {cells}  {_excerpt(text)}\n")
-
-
-def _summary(
-    campaign: Campaign, tallies: list[_Tally], stats: RecipientStats, out: TextIO
-) -> None:
-    out.write(
-        f"\nrecipients: {stats.read:,} read, {stats.invalid:,} invalid, "
-        f"{stats.duplicates:,} duplicates, {stats.excluded:,} excluded, "
-        f"{stats.filtered_out:,} filtered out, {stats.accepted:,} accepted\n"
-    )
-    for t in tallies:
-        encodings = ", ".join(
-            f"{enc} {t.by_encoding[enc]:,}" for enc in (GSM7, UCS2) if t.by_encoding[enc]
-        )
-        out.write(
-            f"step {t.step}: {t.messages:,} messages, {t.segments:,} segments"
-            f"{f' ({encodings})' if encodings else ''}, {t.failed:,} failed\n"
-        )
-    warned: set[str] = set()
-    for t in tallies:
-        if t.culprits and t.template not in warned:
-            warned.add(t.template)
-            for line in _ucs2_warnings(campaign, t):
-                out.write(f"warning: {line}\n")
-    if stats.invalid:
-        out.write(f"\ninvalid recipients ({stats.invalid:,}, skipped):\n")
-        for bad in stats.invalid_rows:
-            out.write(f"  {bad.format()}\n")
-        if stats.invalid > len(stats.invalid_rows):
-            out.write(f"  ... and {stats.invalid - len(stats.invalid_rows):,} more\n")
-    for t in tallies:
-        if t.failed:
-            out.write(f"\nstep {t.step}: {t.failed:,} recipients cannot be rendered:\n")
-            for reason in t.failures:
-                out.write(f"  {reason}\n")
-            if t.failed > len(t.failures):
-                out.write(f"  ... and {t.failed - len(t.failures):,} more\n")
-
-
-def _ucs2_warnings(campaign: Campaign, t: _Tally) -> list[str]:
-    """Which few characters made messages UCS-2: in the template text, or in data."""
-    source = batch.template_text(campaign, t.template)
-    in_text = [ch for ch, _ in t.culprits.most_common() if ch in source]
-    in_data = [ch for ch, _ in t.culprits.most_common() if ch not in source]
-    lead = f"template {t.template!r}:"
-    cost = "(70 characters a segment, not 160)"
-    lines = []
-    if t.by_text:
-        lines.append(
-            f"{lead} {t.by_text:,} of {t.messages:,} messages are UCS-2 {cost} because "
-            f"its text has {_names(in_text)}"
-        )
-    if t.by_data:
-        lines.append(
-            f"{lead} {t.by_data:,} of {t.messages:,} messages are UCS-2 {cost} because "
-            f"of {_names(in_data)} in recipient data (the gsm filter replaces "
-            "typographic quotes and dashes in a value)"
-        )
-    return lines
-
-
-def _names(chars: list[str]) -> str:
-    named = []
-    for ch in chars[:5]:
-        name = unicodedata.name(ch, "")
-        named.append(f"{ch!r} (U+{ord(ch):04X}{' ' + name if name else ''})")
-    more = f" and {len(chars) - 5} more" if len(chars) > 5 else ""
-    return ", ".join(named) + more
-
-
-def preview_file(
-    path: Path,
-    *,
-    step: str | None,
-    limit: int,
-    fmt: str,
-    output: str | None,
-    show_phones: bool,
-    out: TextIO,
-    err: TextIO,
-) -> int:
-    """The ``preview`` command: load the campaign, then :func:`preview` it.
-
-    Messages in json/csv go to ``output`` (a path, ``-`` or None for stdout, in
-    which case the table and summary go to ``err``).
-    """
-    from runner.loader.load import load_campaign
-
-    if limit < 0:
-        raise UsageError("--limit must be 0 or more")
-    if output is not None and fmt == "text":
-        raise UsageError("--output needs --format json or csv")
-    campaign, _ = load_campaign(path)
-    run = partial(
-        preview, campaign, limit=limit, fmt=fmt, show_phones=show_phones, step=step
-    )
-    if fmt == "text":
-        return run(output=None, out=out)
-    if output is None or output == "-":
-        return run(output=out, out=err)
-    try:
-        sink = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115
-    except OSError as e:
-        raise UsageError(f"--output {output}: {e.strerror or e}") from None
-    with sink:
-        return run(output=sink, out=out)
+    return merge

@@ -8,90 +8,19 @@ ints (``+34612345678`` -> ``34612345678``, half the size of the strings).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from runner.audience import sources
 from runner.audience.phones import InvalidPhone, PhoneNormalizer, mask_phone
+from runner.audience.recipient import InvalidRow, Recipient, RecipientStats
 from runner.audience.sources import Row
+from runner.audience.templates import Renderer
 from runner.errors import RecipientError, TemplateError
 
 if TYPE_CHECKING:
     from runner.model.campaign import Campaign
-
-__all__ = [
-    "InvalidRow",
-    "Recipient",
-    "RecipientStats",
-    "Screen",
-    "iter_recipients",
-    "mask_phone",
-]
-
-MAX_LISTED = 100  # invalid rows kept for the summary; the count goes on
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    phone: str  # E.164 with +
-    fields: Mapping[str, Any]  # every column/field as read, the phone one included
-    row: int  # 1-based data row in its source (a CSV header is not a data row)
-    source: str  # the file as named in the campaign, or "inline"
-    line: int = 0  # the file line the row starts on (0 for inline)
-
-    @property
-    def location(self) -> str:
-        """``recipients.csv:13`` (file line) or ``inline row 3``."""
-        if self.line:
-            return f"{self.source}:{self.line}"
-        return f"{self.source} row {self.row}"
-
-    @property
-    def key(self) -> int:
-        """The number as an int, for sets of numbers."""
-        return int(self.phone[1:])
-
-
-class InvalidRow(NamedTuple):
-    source: str
-    row: int
-    phone: str  # masked
-    reason: str
-    line: int = 0
-
-    @property
-    def location(self) -> str:
-        return (
-            f"{self.source}:{self.line}" if self.line else f"{self.source} row {self.row}"
-        )
-
-    def format(self) -> str:
-        phone = f" {self.phone}" if self.phone else ""
-        return f"{self.location}:{phone} {self.reason}"
-
-
-@dataclass
-class RecipientStats:
-    """Counts for the summary and the journal; ``invalid_rows`` lists the first few."""
-
-    read: int = 0
-    invalid: int = 0
-    duplicates: int = 0
-    excluded: int = 0
-    filtered_out: int = 0
-    accepted: int = 0
-    invalid_rows: list[InvalidRow] = field(default_factory=list)
-
-    def add_invalid(self, row: InvalidRow) -> None:
-        self.invalid += 1
-        if len(self.invalid_rows) < MAX_LISTED:
-            self.invalid_rows.append(row)
-
-    def as_dict(self) -> dict[str, int]:
-        keys = ("read", "invalid", "duplicates", "excluded", "filtered_out", "accepted")
-        return {k: getattr(self, k) for k in keys}
 
 
 class Screen:
@@ -142,8 +71,6 @@ class Screen:
         if not self.where:
             return True
         if self._renderer is None:
-            from runner.audience.templates import Renderer
-
             self._renderer = Renderer(self.campaign)
         try:
             context = self._renderer.context(recipient)

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from runner.audience import sources
 from runner.audience.encoding import UCS2
 from runner.audience.phones import mask_phone
-from runner.audience.recipients import InvalidRow, Recipient, Screen
+from runner.audience.recipient import InvalidRow, Recipient
+from runner.audience.recipients import Screen
 from runner.audience.templates import Renderer
 from runner.errors import RecipientError, TemplateError, UsageError
 

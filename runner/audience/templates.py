@@ -27,10 +27,11 @@ from runner.audience.encoding import (
     Segmentation,
     segment,
 )
+from runner.audience.phones import mask_phone
+from runner.audience.recipient import Recipient
 from runner.errors import TemplateError
 
 if TYPE_CHECKING:
-    from runner.audience.recipients import Recipient
     from runner.model.campaign import Campaign, Template
 
 DEFAULT_DATETIME = "%d/%m/%Y %H:%M"
@@ -347,8 +348,6 @@ def _one_segment(encoding: str, units: int, non_gsm: tuple[str, ...]) -> Segment
 
 def where(recipient: Recipient) -> str:
     """``recipients.csv:12 (+34*****4567)``: where a recipient came from, masked."""
-    from runner.audience.recipients import mask_phone
-
     return f"{recipient.location} ({mask_phone(recipient.phone)})"
 
 

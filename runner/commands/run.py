@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -14,15 +16,90 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import providers as registry
-from runner.commands.status import StateLock, lock_path
-from runner.engine.run import RunOptions, RunResult, run_campaign
-from runner.errors import CampaignError, Problem, UsageError
+from runner.commands.args import add_state
+from runner.commands.console import Console
+from runner.commands.sandbox import start_emulators
+from runner.engine.context import RunOptions, RunResult
+from runner.engine.run import run_campaign
+from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
-from runner.journal.store import Journal, default_path
-from runner.model.campaign import Campaign
-from runner.model.secrets import Redactor, has_reference, references, resolve
-from runner.providers.base import Provider
+from runner.journal.journal import Journal
+from runner.journal.lock import StateLock, lock_path
+from runner.journal.store import default_path, event_log_path
+from runner.loader.load import load_campaign
+from runner.providers.setup import build_providers, resolve_options
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="the campaign file")
+    add_state(p, log=True)
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="send to the built-in provider emulators on 127.0.0.1",
+    )
+    p.add_argument(
+        "--now",
+        action="store_true",
+        help="start every step at once, ignoring at/after/wait",
+    )
+    p.add_argument(
+        "--ignore-windows",
+        action="store_true",
+        help="send outside the steps' sending windows",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="render and count everything; no network call",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        metavar="RUN_ID",
+        help="continue an unfinished run (default: the last one of this campaign)",
+    )
+    p.add_argument(
+        "--resend-unknown",
+        action="store_true",
+        help="resend messages whose outcome is unknown (they may be received twice)",
+    )
+    p.add_argument(
+        "--show-phones",
+        action="store_true",
+        help="log full phone numbers instead of masked ones",
+    )
+    p.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="sandbox fault injection, e.g. http_503=0.1,timeout=0.02",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run a campaign once, step by step at the times it says, then exit.
+
+    Exit status: 0 every step succeeded, 1 a step failed or a check was not met,
+    2 invalid campaign or usage, 130 interrupted (resume with --resume).
+    """
+    if args.faults and not args.sandbox:
+        raise UsageError("--faults needs --sandbox")
+    settings = Settings(
+        state=Path(args.state) if args.state else None,
+        log=Path(args.log) if args.log else None,
+        sandbox=args.sandbox,
+        faults=args.faults,
+    )
+    options = RunOptions(
+        now=args.now,
+        ignore_windows=args.ignore_windows,
+        dry_run=args.dry_run,
+        resume=args.resume,
+        resend_unknown=args.resend_unknown,
+        show_phones=args.show_phones,
+    )
+    return run_file(Path(args.file), settings, options, out=sys.stdout).exit_code
 
 
 @dataclass(frozen=True)
@@ -34,72 +111,6 @@ class Settings:
     sandbox: bool = False
     faults: str | None = None  # --faults for the sandbox
     settle: float = 1.0  # sandbox: seconds before a delivery status is final
-
-
-def resolve_options(
-    campaign: Campaign, env: Mapping[str, str], *, sandbox: bool
-) -> tuple[dict[str, dict[str, Any]], Redactor]:
-    """Provider options with ``${VAR}`` resolved; every resolved value is redacted.
-
-    With the sandbox, a variable that is not set gets a stand-in value, so a
-    rehearsal needs no account (the emulator accepts exactly that value).
-    """
-    redactor = Redactor()
-    resolved: dict[str, dict[str, Any]] = {}
-    missing: list[Problem] = []
-    for name, cfg in campaign.providers.items():
-        out: dict[str, Any] = {}
-        for key, value in cfg.options.items():
-            if isinstance(value, str) and has_reference(value):
-                scope = dict(env)
-                for var in references(value):
-                    if var not in scope:
-                        if not sandbox:
-                            missing.append(
-                                Problem(
-                                    str(campaign.path),
-                                    cfg.line,
-                                    1,
-                                    f"providers.{name}.{key}",
-                                    f"environment variable {var} is not set",
-                                )
-                            )
-                        scope[var] = f"sandbox-{var.lower().replace('_', '-')}"
-                try:
-                    secret = resolve(value, scope)
-                except KeyError:
-                    continue
-                redactor.add(secret)
-                out[key] = secret
-            else:
-                out[key] = value
-                if key in registry.get(cfg.type).secret_options and isinstance(
-                    value, str
-                ):
-                    redactor.add(value)
-        resolved[name] = out
-    if missing:
-        raise CampaignError(missing)
-    return resolved, redactor
-
-
-def build_providers(
-    campaign: Campaign,
-    options: Mapping[str, Mapping[str, Any]],
-    urls: Mapping[str, Mapping[str, str]] | None = None,
-) -> dict[str, Provider]:
-    built: dict[str, Provider] = {}
-    for name, cfg in campaign.providers.items():
-        opts = dict(options[name])
-        override = dict((urls or {}).get(name, {}))
-        base_url = override.pop("base_url", None)
-        opts.update(override)
-        if base_url is not None:
-            cfg = dataclasses.replace(cfg, base_url=base_url)
-        if not opts.get("campaign_code"):
-            opts["campaign_code"] = campaign.name
-        built[name] = registry.get(cfg.type)(cfg, opts)
-    return built
 
 
 @contextmanager
@@ -122,24 +133,16 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def open_state(settings: Settings) -> tuple[Journal, Path]:
-    path = settings.state or default_path()
-    journal = Journal(path)
-    log_path = settings.log or path.with_name("events.jsonl")
-    return journal, log_path
-
-
 def run_file(
     path: Path,
     settings: Settings,
     options: RunOptions,
     *,
     out: TextIO,
+    err: TextIO | None = None,
     env: Mapping[str, str] | None = None,
     stop: threading.Event | None = None,
 ) -> RunResult:
-    from runner.loader.load import load_campaign
-
     env = os.environ if env is None else env
     campaign, warnings = load_campaign(
         path, env=env, require_env=not (settings.sandbox or options.dry_run)
@@ -167,8 +170,11 @@ def run_file(
     # send twice.
     lock = StateLock(lock_path(settings.state or default_path()))
     lock.acquire()
-    journal, log_path = open_state(settings)
+    journal_path = settings.state or default_path()
+    journal = Journal(journal_path)
+    log_path = settings.log or event_log_path(journal_path)
     log = EventLog(log_path, redact=redactor, show_phones=options.show_phones)
+    Console(out, err or sys.stderr, campaign.timezone).attach(log)
     sandbox = None
     try:
         if options.resume == "last":
@@ -191,16 +197,8 @@ def run_file(
             # a rehearsal: the emulators settle in about a second, so poll briskly
             options = dataclasses.replace(options, max_poll_interval=settings.settle)
         if settings.sandbox:
-            from runner.sandbox.faults import FaultPlan
-            from runner.sandbox.launch import start_for
-
-            plan = (
-                FaultPlan.parse(settings.faults, campaign.sandbox.seed)
-                if settings.faults
-                else None
-            )
-            sandbox, urls = start_for(
-                campaign, resolved, settle=settings.settle, faults=plan
+            sandbox, urls = start_emulators(
+                campaign, resolved, settle=settings.settle, faults=settings.faults
             )
             out.write(f"sandbox: emulators on {sandbox.root}\n")
         providers = build_providers(campaign, resolved, urls)
@@ -220,7 +218,6 @@ def run_file(
                 providers=providers,
                 options=options,
                 stop=stop,
-                out=out,
             )
         out.write(
             f"run {result.run_id}: "

@@ -1,77 +1,42 @@
-"""``history`` and ``show``: read the journal and print it for people or machines."""
+"""``campaign-runner show``: one run, per step and, on request, per recipient."""
 
 from __future__ import annotations
 
-import csv
+import argparse
 import json
-from pathlib import Path
-from typing import Any, TextIO
+import sys
+from typing import TextIO
 
+from runner.audience.phones import mask_phone
+from runner.commands.args import add_format, add_state
+from runner.commands.output import emit, open_journal
 from runner.errors import UsageError
-from runner.journal.eventlog import mask
-from runner.journal.store import Journal, default_path
 
 
-def _open(state: str | None) -> Journal:
-    path = Path(state) if state else default_path()
-    if not path.exists():
-        raise UsageError(f"no journal at {path} (nothing has run yet, or pass --state)")
-    return Journal(path)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id from 'history'")
+    add_state(p)
+    p.add_argument(
+        "--recipients", action="store_true", help="one row per recipient and step"
+    )
+    p.add_argument(
+        "--show-phones",
+        action="store_true",
+        help="full phone numbers instead of masked ones",
+    )
+    add_format(p, "json", "csv")
 
 
-def _emit(rows: list[dict[str, Any]], fmt: str, out: TextIO, columns: list[str]) -> None:
-    if fmt == "json":
-        json.dump(rows, out, indent=2, default=str)
-        out.write("\n")
-    elif fmt == "csv":
-        w = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    else:
-        widths = {
-            c: max([len(c), *(len(str(r.get(c, "") or "")) for r in rows)])
-            for c in columns
-        }
-        out.write("  ".join(c.ljust(widths[c]) for c in columns).rstrip() + "\n")
-        for r in rows:
-            out.write(
-                "  ".join(
-                    str(r.get(c, "") or "").ljust(widths[c]) for c in columns
-                ).rstrip()
-                + "\n"
-            )
-
-
-def history(
-    state: str | None, name: str | None, limit: int, fmt: str, out: TextIO
-) -> int:
-    journal = _open(state)
-    try:
-        runs = journal.list_runs(name, limit)
-    finally:
-        journal.close()
-    rows = []
-    for r in runs:
-        c = r.pop("counts")
-        rows.append(
-            {**r, **{k: c.get(k, 0) for k in ("sent", "failed", "unknown", "queued")}}
-        )
-    cols = [
-        "id",
-        "campaign",
-        "status",
-        "started_at",
-        "finished_at",
-        "sent",
-        "failed",
-        "unknown",
-        "queued",
-    ]
-    if fmt == "text" and not rows:
-        out.write("no runs\n")
-        return 0
-    _emit(rows, fmt, out, cols)
-    return 0
+def main(args: argparse.Namespace) -> int:
+    """Show one run: per-step summary and, with --recipients, who got what."""
+    return show_run(
+        args.state,
+        args.run_id,
+        args.recipients,
+        args.show_phones,
+        args.format,
+        sys.stdout,
+    )
 
 
 def show_run(
@@ -82,7 +47,7 @@ def show_run(
     fmt: str,
     out: TextIO,
 ) -> int:
-    journal = _open(state)
+    journal = open_journal(state)
     try:
         run = journal.get_run(run_id)
         if run is None:
@@ -106,7 +71,7 @@ def show_run(
     ]
     for m in msgs:
         if not show_phones:
-            m["phone"] = mask(m["phone"])
+            m["phone"] = mask_phone(m["phone"])
     if fmt == "json":
         json.dump(
             {"run": run, "steps": step_rows, "messages": msgs}, out, indent=2, default=str
@@ -128,16 +93,16 @@ def show_run(
             "delivery_status",
             "delivery_code",
         ]
-        _emit(msgs, fmt, out, cols)
+        emit(msgs, fmt, out, cols)
         return 0
     if fmt == "csv":
-        _emit(step_rows, fmt, out, list(step_rows[0]) if step_rows else ["step"])
+        emit(step_rows, fmt, out, list(step_rows[0]) if step_rows else ["step"])
         return 0
     out.write(
         f"run {run['id']}  campaign {run['campaign']}  {run['status']}  "
         f"started {run['started_at']}  finished {run['finished_at'] or '-'}\n"
     )
-    _emit(
+    emit(
         step_rows,
         fmt,
         out,

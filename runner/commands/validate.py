@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TextIO
 
+from runner.commands.args import add_format
 from runner.errors import UsageError
 from runner.loader.load import LoadResult, load
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE", help="campaign files to check")
+    add_format(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Check campaign files against the schema and every rule; report all problems."""
+    return validate_files(args.files, fmt=args.format, out=sys.stdout)
 
 
 def validate_files(files: list[str], fmt: str, out: TextIO) -> int:

@@ -11,7 +11,6 @@ keeps the process and platform collectors of the global registry out.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import socket
@@ -33,7 +32,9 @@ from prometheus_client.metrics_core import (
 )
 
 from runner.errors import UsageError
-from runner.journal.store import Journal, messages, steps
+from runner.journal.eventlog import Event
+from runner.journal.journal import Journal
+from runner.journal.tables import messages, steps
 from runner.model.secrets import Redactor
 
 log = logging.getLogger(__name__)
@@ -48,19 +49,21 @@ QUIET_ON_TERMINAL = frozenset({"message.sent"})  # a summary follows in step.fin
 SHOWN_ABOVE = frozenset({"problems"})  # printed as `validate` lines just before
 
 
-class LogEcho(io.TextIOBase):
-    """The event log's copy for people (text) or log shippers (JSON), line-flushed."""
+class LogEcho:
+    """An event log listener: every event for people (text) or log shippers (JSON),
+    line-flushed."""
 
     def __init__(self, stream: TextIO, human: bool) -> None:
         self.stream = stream
         self.human = human
+        self._lock = threading.Lock()
 
-    def write(self, s: str) -> int:
-        text = human_line(s) if self.human else s
+    def __call__(self, event: Event) -> None:
+        text = human_line(event.line) if self.human else event.line + "\n"
         if text:
-            self.stream.write(text)
-            self.stream.flush()
-        return len(s)
+            with self._lock:
+                self.stream.write(text)
+                self.stream.flush()
 
 
 def human_line(line: str) -> str:

@@ -16,12 +16,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, Protocol, TextIO
 
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
@@ -30,8 +30,6 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 
-from runner.commands.run import Settings, build_providers, open_state, resolve_options
-from runner.commands.status import JOBS_TABLE, StateLock, lock_path
 from runner.daemon.metrics import (
     Health,
     LogEcho,
@@ -41,10 +39,17 @@ from runner.daemon.metrics import (
     quiet_scheduler_logs,
 )
 from runner.daemon.watch import CampaignSchedules, campaign_files
-from runner.engine.run import RunOptions, run_campaign
+from runner.engine.context import RunOptions
+from runner.engine.run import run_campaign
 from runner.errors import CampaignError, RunnerError, UsageError, write_crash_log
 from runner.journal.eventlog import EventLog
-from runner.journal.store import Journal, default_path, runs
+from runner.journal.journal import Journal
+from runner.journal.lock import StateLock, lock_path
+from runner.journal.schedule import JOBS_TABLE
+from runner.journal.store import default_path, event_log_path
+from runner.journal.tables import runs
+from runner.loader.load import load_campaign
+from runner.providers.setup import build_providers, resolve_options
 
 # stored in every job (the job store pickles a textual reference): it must keep
 # naming the same function across releases, so it names the package, which
@@ -68,6 +73,16 @@ class DaemonSettings:
     settle: float = 1.0  # sandbox: seconds before a delivery is final
     stop_timeout: float = 60.0  # SIGTERM: how long active runs get to wind down
 
+
+class Emulators(Protocol):
+    """What the daemon needs of a rehearsal's emulators: to stop them."""
+
+    def stop(self) -> None: ...
+
+
+# (campaign, resolved provider options, settle=seconds) -> emulators, and per
+# provider the URL options that point at them
+Emulate = Callable[..., tuple[Emulators, dict[str, dict[str, str]]]]
 
 _current: Daemon | None = None
 
@@ -99,12 +114,14 @@ class Daemon:
         log: EventLog,
         redactors: SharedRedactor,
         err: TextIO,
+        emulate: Emulate | None = None,
     ) -> None:
         self.settings = settings
         self.journal = journal
         self.log = log
         self.redactors = redactors
         self.err = err
+        self.emulate = emulate  # starts a rehearsal's emulators (daemon --sandbox)
         self.scheduler = BackgroundScheduler(
             jobstores={
                 "default": SQLAlchemyJobStore(engine=journal.engine, tablename=JOBS_TABLE)
@@ -291,8 +308,6 @@ class Daemon:
             self.log.flush()
 
     def _run_once(self, path: Path, resume: str | None, stop: threading.Event) -> None:
-        from runner.loader.load import load_campaign
-
         sandbox = self.settings.sandbox
         campaign, _ = load_campaign(path, env=os.environ, require_env=not sandbox)
         with self._lock:
@@ -305,9 +320,9 @@ class Daemon:
         urls = None
         try:
             if sandbox:
-                from runner.sandbox.launch import start_for
-
-                emulators, urls = start_for(
+                if self.emulate is None:
+                    raise RunnerError("--sandbox: no emulators were given to the daemon")
+                emulators, urls = self.emulate(
                     campaign, resolved, settle=self.settings.settle
                 )
             providers = build_providers(campaign, resolved, urls)
@@ -362,7 +377,13 @@ class Daemon:
             self.fire(Path(path), resume=run_id)
 
 
-def serve(settings: DaemonSettings, *, out: TextIO, err: TextIO) -> int:
+def serve(
+    settings: DaemonSettings,
+    *,
+    out: TextIO,
+    err: TextIO,
+    emulate: Emulate | None = None,
+) -> int:
     """Take the journal's lock, then run the daemon until it is told to stop."""
     for folder in settings.folders:
         if not folder.is_dir():
@@ -376,14 +397,16 @@ def serve(settings: DaemonSettings, *, out: TextIO, err: TextIO) -> int:
     lock = StateLock(lock_path(journal_path))
     lock.acquire()
     try:
-        journal, log_path = open_state(Settings(state=journal_path, log=settings.log))
+        journal = Journal(journal_path)
+        log_path = settings.log or event_log_path(journal_path)
         json_logs = settings.log_format == "json"
         redactors = SharedRedactor()
         echo = LogEcho(out if json_logs else err, human=not json_logs)
-        log = EventLog(log_path, redact=redactors, echo=cast(TextIO, echo))
+        log = EventLog(log_path, redact=redactors)
+        log.listen(echo)
         _ = journal.writer  # one writer thread, created before runs share it
         quiet_scheduler_logs()
-        daemon = Daemon(settings, journal, log, redactors, err)
+        daemon = Daemon(settings, journal, log, redactors, err, emulate)
         server = None
         try:
             if settings.http:

@@ -26,7 +26,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from runner.journal.eventlog import EventLog
-from runner.journal.store import Journal, runs
+from runner.journal.journal import Journal
+from runner.journal.tables import runs
 from runner.model.campaign import Campaign, Schedule
 
 PATTERNS = ("*.yaml", "*.yml")

@@ -1,4 +1,4 @@
-"""The send step: plan every message into the journal, then dispatch it exactly once.
+"""Dispatching a send step's planned messages exactly once.
 
 Plan: stream recipients, render, and record each message ``queued`` (nothing is
 called yet). Dispatch: claim a small batch (``pending``, committed: the intent),
@@ -11,140 +11,24 @@ a resume, a failover or a window pause simply picks up the queued rows.
 from __future__ import annotations
 
 import queue
-import random
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from runner.audience.encoding import needs_ucs2
 from runner.engine.ratelimit import RateLimiter
+from runner.engine.retry import Breaker, backoff
+from runner.engine.tally import Tally
 from runner.journal.eventlog import EventLog
-from runner.journal.store import Journal, now_iso
-from runner.journal.writer import Outcome, Planned
+from runner.journal.journal import Journal
+from runner.journal.store import now_iso
+from runner.journal.writer import Outcome
 from runner.model.campaign import RetryPolicy
 from runner.providers.base import CallError, ErrorKind, OutboundMessage, Provider
 
-PLAN_BATCH = 2000
 READ_BATCH = 512
-
-
-@dataclass
-class Tally:
-    """Live counters of one dispatch, shared by the workers (guarded by ``lock``)."""
-
-    sent: int = 0
-    unknown: int = 0
-    failed: Counter[str] = field(default_factory=Counter)
-    requeued: int = 0
-    retries: int = 0
-    segments: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, **counts: int) -> None:
-        with self.lock:
-            for k, v in counts.items():
-                setattr(self, k, getattr(self, k) + v)
-
-    def fail(self, reason: str) -> None:
-        with self.lock:
-            self.failed[reason] += 1
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.unknown + sum(self.failed.values())
-
-
-class Breaker:
-    """Circuit breaker: after ``threshold`` transient failures in a row the provider
-    is paused (``cooldown``, doubling); after ``max_opens`` pauses with no success
-    between them it is declared down (the step fails over or stops)."""
-
-    def __init__(
-        self, threshold: int = 10, cooldown: float = 1.0, max_opens: int = 5
-    ) -> None:
-        self.threshold = threshold
-        self.cooldown = cooldown
-        self.max_opens = max_opens
-        self._failures = 0
-        self._opens = 0
-        self._lock = threading.Lock()
-
-    def success(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._opens = 0
-
-    def failure(self) -> tuple[float, bool]:
-        """Record a transient failure: (pause seconds or 0, provider is down)."""
-        with self._lock:
-            self._failures += 1
-            if self._failures < self.threshold:
-                return 0.0, False
-            self._failures = 0
-            self._opens += 1
-            pause = min(self.cooldown * 2 ** (self._opens - 1), 30.0)
-            return pause, self._opens >= self.max_opens
-
-
-def backoff(attempt: int, policy: RetryPolicy, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter; a provider's Retry-After is honoured."""
-    ceiling = min(policy.max_delay, policy.base_delay * 2 ** (attempt - 1))
-    delay = random.uniform(0, ceiling)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, policy.max_delay))
-    return delay
-
-
-def plan(
-    journal: Journal,
-    run_id: str,
-    step_id: str,
-    provider: str,
-    messages: Iterable[tuple[str, int | None, str | None, int, str | None]],
-) -> int:
-    """Record ``(phone, row, text, segments, error)`` tuples not yet in the journal.
-
-    A tuple with an error (the template failed for that recipient) is recorded
-    ``failed`` at once: nothing will be sent to it. Returns how many were added.
-    Idempotent: a resumed plan skips phones already recorded for the step.
-    """
-    known = journal.message_states(run_id, step_id)
-    seq = journal.max_seq(run_id, step_id)
-    batch: list[Planned] = []
-    added = 0
-    for phone, row, text, segments, error in messages:
-        if phone in known:
-            continue
-        known[phone] = "queued"
-        seq += 1
-        batch.append(
-            Planned(
-                run_id,
-                step_id,
-                phone,
-                seq,
-                provider,
-                text or "",
-                segments,
-                row,
-                status="failed" if error else "queued",
-                error_kind="template" if error else None,
-                error_detail=error,
-            )
-        )
-        if len(batch) >= PLAN_BATCH:
-            # inserted by the writer thread while the next batch renders
-            journal.writer.plan(batch, wait=False)
-            added += len(batch)
-            batch = []
-    if batch:
-        journal.writer.plan(batch, wait=False)
-        added += len(batch)
-    journal.writer.flush()  # every row committed (or the error raised) before a call
-    return added
 
 
 @dataclass

@@ -10,64 +10,25 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
 
 from runner.engine import steps as step_impl
+from runner.engine.context import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    RunContext,
+    RunOptions,
+    RunResult,
+    StepResult,
+)
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.scheduler import StepScheduler, start_time
 from runner.errors import RunnerError, write_crash_log
 from runner.journal.eventlog import EventLog
-from runner.journal.store import Journal
+from runner.journal.journal import Journal
 from runner.model.campaign import Campaign, Step
 from runner.providers.base import Provider
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    now: bool = False  # ignore at/after/wait (rehearsal)
-    ignore_windows: bool = False
-    dry_run: bool = False
-    resume: str | None = None  # run id to resume
-    resend_unknown: bool = False
-    show_phones: bool = False
-    max_poll_interval: float | None = None  # rehearsals on the sandbox poll faster
-
-
-@dataclass
-class StepResult:
-    status: str  # succeeded | failed | skipped | paused
-    message: str = ""
-    detail: dict[str, Any] = field(default_factory=dict)
-    resume_at: datetime | None = None  # paused: when to continue
-
-
-@dataclass
-class RunContext:
-    """Everything a step implementation may use; built once per run."""
-
-    campaign: Campaign
-    run_id: str
-    journal: Journal
-    log: EventLog
-    providers: Mapping[str, Provider]
-    limiters: Mapping[str, RateLimiter]
-    options: RunOptions
-    stop: threading.Event
-    out: TextIO | None
-    results: dict[str, StepResult] = field(default_factory=dict)
-    recipient_stats: Any = None  # RecipientStats of the last plan
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_id: str
-    exit_code: int
-    results: Mapping[str, StepResult]
 
 
 class CampaignRun:
@@ -134,12 +95,6 @@ class CampaignRun:
             self.ctx.log.emit(
                 "step.scheduled", self.ctx.run_id, step.id, at=when.isoformat()
             )
-            if self.ctx.out is not None:
-                local = when.astimezone(self.ctx.campaign.timezone)
-                self.ctx.out.write(
-                    f"  {step.id}: waiting until {local:%Y-%m-%d %H:%M:%S %Z}\n"
-                )
-                self.ctx.out.flush()
         self._at(when, index)
 
     def _at(self, when: datetime, index: int) -> None:
@@ -215,14 +170,6 @@ class CampaignRun:
             message=result.message,
             **result.detail,
         )
-        if ctx.out is not None:
-            mark = {"succeeded": "ok", "failed": "FAILED", "skipped": "skipped"}.get(
-                result.status, result.status
-            )
-            ctx.out.write(
-                f"  {step.id}: {mark}{' - ' + result.message if result.message else ''}\n"
-            )
-            ctx.out.flush()
         if result.status == "failed":
             self.exit_code = EXIT_FAILED
             if step.on_failure == "abort":
@@ -236,9 +183,6 @@ class CampaignRun:
             return StepResult("skipped", f"when: {step.when!r} is false")
         ctx.journal.start_step(ctx.run_id, step.id, step.kind)
         ctx.log.emit("step.started", ctx.run_id, step.id, kind=step.kind)
-        if ctx.out is not None:
-            ctx.out.write(f"- {step.id} ({step.kind})\n")
-            ctx.out.flush()
         return step_impl.EXECUTORS[step.kind](ctx, step)
 
 
@@ -258,7 +202,6 @@ def run_campaign(
     providers: Mapping[str, Provider],
     options: RunOptions,
     stop: threading.Event | None = None,
-    out: TextIO | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> RunResult:
     """Run (or resume) ``campaign``; blocks until it finishes, fails or is stopped."""
@@ -302,7 +245,6 @@ def run_campaign(
         limiters=build_limiters(providers),
         options=options,
         stop=stop,
-        out=out,
         clock=clock or (lambda: datetime.now(UTC)),
     )
     if options.resume:

@@ -12,15 +12,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from runner.errors import JournalError
-from runner.journal.store import now_iso
-
-if TYPE_CHECKING:
-    from runner.journal.store import Journal
+from runner.journal.store import Store, now_iso
 
 
 @dataclass(frozen=True)
@@ -143,7 +140,7 @@ class JournalWriter:
     claim)."""
 
     def __init__(
-        self, journal: Journal, flush_every: int = 500, flush_interval: float = 0.2
+        self, journal: Store, flush_every: int = 500, flush_interval: float = 0.2
     ) -> None:
         self.journal = journal
         self.flush_every = flush_every

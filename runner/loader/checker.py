@@ -1,4 +1,4 @@
-"""The checks a schema cannot express, and building the typed campaign.
+"""The problem collector and the value checks every section of a campaign shares.
 
 Runs on data the schema may have rejected, so every access checks its type and
 quietly skips what the schema already reported; a finding at or under a path
@@ -20,14 +20,8 @@ import phonenumbers
 
 from runner.errors import Problem
 from runner.loader import schema
-from runner.loader.jinjacheck import JinjaChecker
 from runner.loader.yamlload import Document, FieldPath, Pos
-from runner.model.campaign import (
-    Campaign,
-    SandboxOptions,
-    Schedule,
-    Window,
-)
+from runner.model.campaign import SandboxOptions, Schedule, Window
 from runner.model.timeparse import Rate, parse_datetime, parse_duration, parse_rate
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -156,44 +150,6 @@ class Checker:
             self.error(path, f"{what} {state}: {value!r} (relative to the campaign file)")
             return None
         return target.absolute()
-
-    # -- the whole campaign ----------------------------------------------------------
-
-    def build(self) -> Campaign | None:
-        d = self.data
-        self.finite(d, ())
-        self.tz = self.timezone(d.get("timezone", "UTC"))
-        region = self.region(d.get("default_region"))
-        self.jinja = JinjaChecker(self, self.tz)
-        from runner.loader import sections as checksources
-        from runner.loader.stepcheck import StepChecker
-
-        provider_configs = checksources.providers(self, d.get("providers"))
-        recipients = checksources.recipients(self, d.get("recipients"))
-        templates = checksources.templates(self, d.get("templates"))
-
-        steps = StepChecker(self, provider_configs, templates).steps(d.get("steps"))
-        schedule = self.schedule(d.get("schedule"))
-        sandbox = self.sandbox(d.get("sandbox"))
-        if not self.ok or recipients is None or steps is None:
-            return None
-        vars_ = d.get("vars") or {}
-        return Campaign(
-            path=self.path,
-            name=d["name"],
-            providers=provider_configs,
-            recipients=recipients,
-            templates=templates,
-            steps=steps,
-            version=d["version"],
-            description=d.get("description", ""),
-            timezone=self.tz if isinstance(self.tz, ZoneInfo) else ZoneInfo("UTC"),
-            default_region=region,
-            max_segments=d.get("max_segments", 3),
-            vars=vars_,
-            schedule=schedule,
-            sandbox=sandbox,
-        )
 
     def finite(self, value: Any, path: FieldPath) -> None:
         """``.inf`` and ``.nan`` are YAML numbers but no sensible setting."""

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import tzinfo
-from typing import TYPE_CHECKING
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 
+from runner.audience.templates import make_environment
 from runner.loader import schema
+from runner.loader.checker import Checker
 from runner.loader.yamlload import FieldPath, Pos
-
-if TYPE_CHECKING:
-    from runner.loader.checker import Checker
 
 
 class JinjaChecker:
     def __init__(self, checker: Checker, tz: tzinfo) -> None:
-        from runner.audience.templates import make_environment
-
         self.checker = checker
         self.env = make_environment(tz)
 

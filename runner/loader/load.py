@@ -15,6 +15,7 @@ from pathlib import Path
 
 from runner.errors import CampaignError, Problem
 from runner.loader import schema
+from runner.loader.build import build
 from runner.loader.checker import Checker
 from runner.loader.yamlload import YamlError, load_file
 from runner.model.campaign import Campaign
@@ -60,7 +61,7 @@ def load(
     checker = Checker(path, doc, env, require_env, {i.path for i in issues})
     for issue in issues:
         checker.error(issue.path, issue.message, at_key=issue.at_key, force=True)
-    campaign = checker.build()
+    campaign = build(checker)
     problems = checker.sorted_problems()
     if any(p.severity == "error" for p in problems):
         campaign = None

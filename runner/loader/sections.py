@@ -8,6 +8,7 @@ from typing import Any
 
 from runner.loader import schema
 from runner.loader.checker import Checker
+from runner.loader.jinjacheck import JinjaChecker
 from runner.loader.yamlload import FieldPath
 from runner.model.campaign import ProviderConfig, RecipientSource, RetryPolicy, Template
 from runner.model.secrets import has_reference, references
@@ -96,7 +97,7 @@ def provider(
     )
 
 
-def recipients(c: Checker, value: Any) -> RecipientSource | None:
+def recipients(c: Checker, jinja: JinjaChecker, value: Any) -> RecipientSource | None:
     """An inline list, or a mapping naming a file (which must exist) or rows."""
     path: FieldPath = ("recipients",)
     line = c.doc.pos(path, key=True).line
@@ -148,7 +149,7 @@ def recipients(c: Checker, value: Any) -> RecipientSource | None:
                 exclude_paths.append(found)
     where_expr = value.get("where")
     if isinstance(where_expr, str):
-        c.jinja.expression((*path, "where"), where_expr)
+        jinja.expression((*path, "where"), where_expr)
     return RecipientSource(
         inline=rows_out,
         file=file,
@@ -163,7 +164,7 @@ def recipients(c: Checker, value: Any) -> RecipientSource | None:
     )
 
 
-def templates(c: Checker, value: Any) -> dict[str, Template]:
+def templates(c: Checker, jinja: JinjaChecker, value: Any) -> dict[str, Template]:
     """Each template compiled; ``{file: ...}`` read, so its errors name the file."""
     out: dict[str, Template] = {}
     if not isinstance(value, dict):
@@ -172,20 +173,20 @@ def templates(c: Checker, value: Any) -> dict[str, Template]:
         path: FieldPath = ("templates", name)
         line = c.doc.pos(path, key=True).line
         if isinstance(spec, str):
-            c.jinja.template(path, spec)
+            jinja.template(path, spec)
             out[name] = Template(name=name, text=spec, line=line)
         elif isinstance(spec, dict) and isinstance(spec.get("file"), str):
             source = c.relative_file((*path, "file"), spec["file"], "template file")
             text = read_template(c, path, source) if source else None
             if text is not None and source is not None:
                 shown = str(c.path.parent / spec["file"])
-                c.jinja.template(path, text, file=shown)
+                jinja.template(path, text, file=shown)
                 out[name] = Template(name=name, text=text, source=source, line=line)
         elif isinstance(spec, dict) and isinstance(spec.get("variants"), dict):
             variants = spec["variants"]
             for key, text in variants.items():
                 if isinstance(text, str):
-                    c.jinja.template((*path, "variants", key), text)
+                    jinja.template((*path, "variants", key), text)
             default = spec.get("default")
             if isinstance(default, str) and default not in variants:
                 more = schema.hint(default, [str(k) for k in variants])

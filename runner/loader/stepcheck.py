@@ -11,6 +11,7 @@ from jinja2 import nodes
 from runner import providers
 from runner.loader import schema
 from runner.loader.checker import Checker
+from runner.loader.jinjacheck import JinjaChecker
 from runner.loader.yamlload import FieldPath
 from runner.model.campaign import (
     Action,
@@ -46,10 +47,12 @@ class StepChecker:
     def __init__(
         self,
         checker: Checker,
+        jinja: JinjaChecker,
         provider_configs: Mapping[str, ProviderConfig],
         templates: Mapping[str, Template],
     ) -> None:
         self.c = checker
+        self.jinja = jinja
         self.providers = provider_configs
         self.templates = templates
         raw = checker.data.get("providers")
@@ -222,10 +225,10 @@ class StepChecker:
         self, path: FieldPath, text: str, allowed: frozenset[str]
     ) -> None:
         """Compile ``text``; its names must be known and its step ids must exist."""
-        expr = self.c.jinja.expression(path, text)
+        expr = self.jinja.expression(path, text)
         if expr is None:
             return
-        known = allowed | set(self.c.jinja.env.globals)
+        known = allowed | set(self.jinja.env.globals)
         for name in dict.fromkeys(n.name for n in expr.find_all(nodes.Name)):
             if name not in known:
                 more = schema.hint(name, sorted(allowed))

@@ -7,16 +7,14 @@ talk to providers only through the capabilities in runner.providers.base.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from runner.engine.context import RunContext, StepResult
 from runner.engine.steps.credits import check_credits
 from runner.engine.steps.reads import step_result
 from runner.engine.steps.report import check_report
 from runner.engine.steps.send import send
 from runner.model.campaign import Step
-
-if TYPE_CHECKING:
-    from runner.engine.run import RunContext, StepResult
 
 
 def step_outcomes(ctx: RunContext) -> dict[str, dict[str, Any]]:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from runner.engine.context import RunContext, StepResult
 from runner.engine.steps.reads import retry_read, step_result
 from runner.model.campaign import CheckCreditsAction, SendAction, Step
 from runner.providers.base import ProviderCallError
-
-if TYPE_CHECKING:
-    from runner.engine.run import RunContext, StepResult
 
 
 def send_totals(ctx: RunContext, step_id: str) -> Any:

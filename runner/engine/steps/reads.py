@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from runner.engine.context import RunContext, StepResult
 from runner.providers.base import (
     CallError,
     Delivery,
@@ -15,10 +16,6 @@ from runner.providers.base import (
     ReportQuery,
 )
 
-if TYPE_CHECKING:
-    from runner.engine.run import RunContext, StepResult
-
-
 T = TypeVar("T")
 READ_RETRYABLE = frozenset(
     {ErrorKind.TRANSIENT, ErrorKind.RATE_LIMITED, ErrorKind.PROTOCOL}
@@ -26,8 +23,6 @@ READ_RETRYABLE = frozenset(
 
 
 def step_result(status: str, message: str = "", **detail: Any) -> StepResult:
-    from runner.engine.run import StepResult
-
     return StepResult(status, message, detail)
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from runner.engine.context import RunContext
 from runner.engine.steps.reads import read_report
 from runner.model.campaign import SendAction, Step
 from runner.providers.base import ProviderCallError, ReportQuery, SentRecord
-
-if TYPE_CHECKING:
-    from runner.engine.run import RunContext
 
 
 def reconcile_unknown(ctx: RunContext, step: Step) -> int:

@@ -6,8 +6,9 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from runner.engine.context import RunContext, StepResult
 from runner.engine.steps.reads import retry_read, step_result
 from runner.model.campaign import CheckReportAction, Expect, Step
 from runner.providers.base import (
@@ -17,9 +18,6 @@ from runner.providers.base import (
     ReportQuery,
     SentRecord,
 )
-
-if TYPE_CHECKING:
-    from runner.engine.run import RunContext, StepResult
 
 
 def check_report(ctx: RunContext, step: Step) -> StepResult:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from runner.engine.dispatch import Dispatcher, Tally, plan
+from runner.engine.context import RunContext, StepResult
+from runner.engine.dispatch import Dispatcher
+from runner.engine.plan import plan
+from runner.engine.progress import Ticker
 from runner.engine.scheduler import in_window, next_window_open
-from runner.engine.steps.progress import Progress
 from runner.engine.steps.reads import step_result
 from runner.engine.steps.reconcile import reconcile_unknown
+from runner.engine.tally import Tally
 from runner.model.campaign import SendAction, Step
-
-if TYPE_CHECKING:
-    from runner.engine.run import RunContext, StepResult
 
 
 def _rendered(
@@ -48,7 +48,7 @@ def send(ctx: RunContext, step: Step) -> StepResult:
             ctx.log.emit("step.resend_unknown", run_id, step.id, count=n)
     detail = journal.step_status(run_id).get(step.id, {}).get("detail", {})
     if not detail.get("planned"):
-        from runner.audience.recipients import RecipientStats
+        from runner.audience.recipient import RecipientStats
 
         ctx.recipient_stats = RecipientStats()
         added = plan(journal, run_id, step.id, primary, _rendered(ctx, action))
@@ -63,19 +63,6 @@ def send(ctx: RunContext, step: Step) -> StepResult:
                 to=bad.phone,
                 reason=bad.reason,
             )
-        if ctx.out is not None:
-            counts = _stats_dict(stats)
-            ctx.out.write(
-                f"  recipients: {counts['accepted']} to send ({counts['read']} read, "
-                f"{counts['invalid']} invalid, {counts['duplicates']} duplicates, "
-                f"{counts['excluded']} excluded, {counts['filtered_out']} filtered out)\n"
-            )
-            for bad in stats.invalid_rows:
-                ctx.out.write(f"    skipped {bad.location}: {bad.phone}: {bad.reason}\n")
-            if stats.invalid > len(stats.invalid_rows):
-                ctx.out.write(
-                    f"    ... and {stats.invalid - len(stats.invalid_rows)} more\n"
-                )
         journal.finish_step(run_id, step.id, "running", detail, step.kind)
         ctx.log.emit("step.planned", run_id, step.id, added=added, **_stats_dict(stats))
     if ctx.options.dry_run:
@@ -98,8 +85,12 @@ def send(ctx: RunContext, step: Step) -> StepResult:
             or in_window(window, ctx.clock(), tz)
         )
 
-    progress = Progress(
-        ctx, step.id, tally, journal.message_counts(run_id, step.id).get("queued", 0)
+    progress = Ticker(
+        ctx.log,
+        run_id,
+        step.id,
+        tally,
+        journal.message_counts(run_id, step.id).get("queued", 0),
     )
     down: dict[str, str] = {}
     try:
@@ -158,8 +149,6 @@ def send(ctx: RunContext, step: Step) -> StepResult:
     if ctx.stop.is_set():
         return step_result("interrupted", "interrupted", **summary)
     if queued and not down and not window_open() and window is not None:
-        from runner.engine.run import StepResult
-
         resume = next_window_open(window, ctx.clock(), tz)
         return StepResult(
             "paused", f"outside the sending window, {queued} queued", summary, resume

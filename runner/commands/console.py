@@ -1,0 +1,114 @@
+"""The terminal view of a run, drawn from its events.
+
+Steps report what happened as events; this listener turns them into lines for
+people: a line when a step starts, waits or ends, the recipients a send found,
+and a progress line on stderr while it sends (redrawn on a terminal, a line
+every ``PLAIN_EVERY`` seconds otherwise).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, tzinfo
+from typing import TextIO
+
+from runner.journal.eventlog import Event, EventLog
+
+PLAIN_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
+MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "skipped"}
+EVENTS = (
+    "step.started",
+    "step.scheduled",
+    "step.planned",
+    "recipient.invalid",
+    "step.finished",
+    "send.progress",
+)
+
+
+class Console:
+    """Listens to a run's event log and writes the terminal view."""
+
+    def __init__(self, out: TextIO, err: TextIO, tz: tzinfo) -> None:
+        self.out = out
+        self.err = err
+        self.tz = tz
+        self.tty = err.isatty()
+        self._lock = threading.Lock()
+        self._progress_shown = False
+        self._last_plain = 0.0
+        self._invalid: list[str] = []  # shown under the recipients line that follows
+
+    def attach(self, log: EventLog) -> Console:
+        log.listen(self, EVENTS)
+        return self
+
+    def __call__(self, event: Event) -> None:
+        f = event.fields
+        step = f.get("step", "")
+        with self._lock:
+            if event.name == "send.progress":
+                self._progress(f)
+                return
+            self._clear_progress()
+            if event.name == "step.started":
+                self._write(f"- {step} ({f.get('kind', '')})")
+            elif event.name == "step.scheduled":
+                when = datetime.fromisoformat(f["at"]).astimezone(self.tz)
+                self._write(f"  {step}: waiting until {when:%Y-%m-%d %H:%M:%S %Z}")
+            elif event.name == "recipient.invalid":
+                self._invalid.append(
+                    f"    skipped {f['where']}: {f['to']}: {f['reason']}"
+                )
+            elif event.name == "step.planned":
+                self._planned(f)
+            elif event.name == "step.finished" and f.get("status") != "interrupted":
+                mark = MARKS.get(f.get("status", ""), f.get("status", ""))
+                message = f.get("message") or ""
+                self._write(f"  {step}: {mark}{' - ' + message if message else ''}")
+
+    def _planned(self, f: dict[str, object]) -> None:
+        self._write(
+            f"  recipients: {f.get('accepted', 0)} to send ({f.get('read', 0)} read, "
+            f"{f.get('invalid', 0)} invalid, {f.get('duplicates', 0)} duplicates, "
+            f"{f.get('excluded', 0)} excluded, {f.get('filtered_out', 0)} filtered out)"
+        )
+        for line in self._invalid:
+            self._write(line)
+        invalid = int(str(f.get("invalid", 0)))
+        if invalid > len(self._invalid):
+            self._write(f"    ... and {invalid - len(self._invalid)} more")
+        self._invalid = []
+
+    def _progress(self, f: dict[str, object]) -> None:
+        total = int(str(f.get("total", 0)))
+        done = int(str(f.get("done", 0)))
+        pct = f"{100 * done / total:5.1f}%" if total else ""
+        line = (
+            f"[{f.get('step', '')}] {done}/{total} {pct} sent {f.get('sent', 0)} "
+            f"failed {f.get('failed', 0)} unknown {f.get('unknown', 0)} "
+            f"retries {f.get('retries', 0)} ({float(str(f.get('rate', 0))):.0f} msg/s)"
+        )
+        if self.tty:
+            self.err.write("\r" + line + "\x1b[K")
+            self._progress_shown = True
+        else:
+            now = time.monotonic()
+            if not self._last_plain:
+                self._last_plain = now  # the first line after PLAIN_EVERY seconds
+            if now - self._last_plain < PLAIN_EVERY:
+                return
+            self._last_plain = now
+            self.err.write(line + "\n")
+        self.err.flush()
+
+    def _clear_progress(self) -> None:
+        if self._progress_shown:
+            self.err.write("\r\x1b[K")
+            self.err.flush()
+            self._progress_shown = False
+
+    def _write(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()

@@ -1,0 +1,77 @@
+"""``campaign-runner daemon``: schedule a folder of campaigns until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from runner.commands.args import add_state
+from runner.commands.sandbox import start_emulators
+from runner.daemon.service import DaemonSettings, serve
+from runner.errors import UsageError
+from runner.model.timeparse import parse_duration
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "dirs", nargs="+", metavar="DIR", help="folders of campaign files to schedule"
+    )
+    add_state(p, log=True)
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="send every campaign to the built-in provider emulators on 127.0.0.1",
+    )
+    p.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve /healthz and /metrics on this address only, e.g. 127.0.0.1:9464",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: readable lines on stderr; json: the event log's JSON lines on stdout",
+    )
+    p.add_argument(
+        "--misfire-grace",
+        metavar="DURATION",
+        default="5m",
+        help="a run missed by less than this (daemon down) still starts late, "
+        "unless the campaign's schedule says otherwise (default 5m)",
+    )
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to rescan the folders (default 2; SIGHUP rescans at once)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Schedule every campaign in the folders and run each at its time, until stopped.
+
+    New, changed and deleted files are picked up within --poll seconds; invalid
+    files are reported and skipped. SIGTERM/SIGINT stop cleanly (runs end
+    resumable, exit 0); after a crash, unfinished runs resume on restart. One
+    daemon per journal (a lock beside it).
+    """
+    try:
+        grace = parse_duration(args.misfire_grace)
+    except ValueError as e:
+        raise UsageError(f"--misfire-grace: {e}") from e
+    if not args.poll > 0:
+        raise UsageError("--poll: expected a number of seconds above 0")
+    settings = DaemonSettings(
+        folders=tuple(Path(d) for d in args.dirs),
+        state=Path(args.state) if args.state else None,
+        log=Path(args.log) if args.log else None,
+        sandbox=args.sandbox,
+        http=args.http,
+        log_format=args.log_format,
+        misfire_grace=grace,
+        poll=args.poll,
+    )
+    return serve(settings, out=sys.stdout, err=sys.stderr, emulate=start_emulators)

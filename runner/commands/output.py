@@ -1,0 +1,43 @@
+"""Listings for people (aligned columns) or machines (JSON, CSV), and the journal
+a read-only command opens."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner.errors import UsageError
+from runner.journal.journal import Journal
+from runner.journal.store import default_path
+
+
+def open_journal(state: str | None) -> Journal:
+    path = Path(state) if state else default_path()
+    if not path.exists():
+        raise UsageError(f"no journal at {path} (nothing has run yet, or pass --state)")
+    return Journal(path)
+
+
+def emit(rows: list[dict[str, Any]], fmt: str, out: TextIO, columns: list[str]) -> None:
+    if fmt == "json":
+        json.dump(rows, out, indent=2, default=str)
+        out.write("\n")
+    elif fmt == "csv":
+        w = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        widths = {
+            c: max([len(c), *(len(str(r.get(c, "") or "")) for r in rows)])
+            for c in columns
+        }
+        out.write("  ".join(c.ljust(widths[c]) for c in columns).rstrip() + "\n")
+        for r in rows:
+            out.write(
+                "  ".join(
+                    str(r.get(c, "") or "").ljust(widths[c]) for c in columns
+                ).rstrip()
+                + "\n"
+            )

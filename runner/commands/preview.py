@@ -1,0 +1,227 @@
+"""``campaign-runner preview``: every message rendered and counted, nothing sent."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import unicodedata
+from functools import partial
+from pathlib import Path
+from typing import TextIO
+
+from runner.audience import render as batch
+from runner.audience.encoding import GSM7, UCS2
+from runner.audience.preview import Tally, render_all, send_steps
+from runner.audience.recipient import RecipientStats
+from runner.audience.render import Message
+from runner.errors import UsageError
+from runner.loader.load import load_campaign
+from runner.model.campaign import Campaign
+
+EXCERPT = 48
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="the campaign file")
+    p.add_argument(
+        "--step", metavar="ID", help="only this send step (default: every send step)"
+    )
+    p.add_argument(
+        "--limit", type=int, default=10, help="messages shown in the table (default 10)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "csv"),
+        default="text",
+        help="text: table and summary; json or csv: every message, for other tools",
+    )
+    p.add_argument(
+        "--output",
+        metavar="FILE",
+        help="file for --format json/csv (default stdout; the summary goes to stderr)",
+    )
+    p.add_argument(
+        "--show-phones", action="store_true", help="full phone numbers, not masked"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Render every message of a campaign without sending anything; count segments.
+
+    Exit status: 0 every message renders, 1 a recipient's text cannot be
+    rendered (reasons listed), 2 invalid campaign or usage.
+    """
+    return preview_file(
+        Path(args.file),
+        step=args.step,
+        limit=args.limit,
+        fmt=args.format,
+        output=args.output,
+        show_phones=args.show_phones,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
+def preview(
+    campaign: Campaign,
+    *,
+    limit: int,
+    fmt: str,
+    output: TextIO | None,
+    show_phones: bool,
+    out: TextIO,
+    step: str | None = None,
+    workers: int | None = None,
+) -> int:
+    """Render every message of the send steps, print a table and a summary.
+
+    ``fmt`` ``json`` or ``csv`` also writes every message to ``output``.
+    ``workers``: processes for large files (None: one per core). Exit 0 when
+    every recipient's text renders, 1 when any fails (reasons listed).
+    """
+    if fmt not in ("text", "json", "csv"):
+        raise UsageError(f"unknown format {fmt!r} (text, json or csv)")
+    steps = send_steps(campaign, step)
+    if not steps:
+        out.write(f"{campaign.name}: no send step, nothing to preview\n")
+        return 0
+    writing = fmt if output is not None and fmt != "text" else "text"
+    sink = output if writing != "text" else None
+    merge = render_all(
+        campaign,
+        steps,
+        limit=limit,
+        fmt=writing,
+        sink=sink,
+        show_phones=show_phones,
+        workers=workers,
+    )
+    for t in merge.tallies if limit else []:
+        out.write(f"step {t.step} (template {t.template}):\n")
+        _table(t.shown, out)
+    _summary(campaign, merge.tallies, merge.stats, out)
+    return 1 if any(t.failed for t in merge.tallies) else 0
+
+
+def _excerpt(text: str) -> str:
+    flat = text.replace("\r", "").replace("\n", " ⏎ ")
+    return flat if len(flat) <= EXCERPT else flat[: EXCERPT - 1] + "…"
+
+
+def _table(rows: list[tuple[str, Message]], out: TextIO) -> None:
+    if not rows:
+        out.write("  (no recipient)\n")
+        return
+    width = max(len("PHONE"), *(len(p) for p, _ in rows))
+    out.write(f"  {'PHONE':<{width}}  ENC    SEG  TEXT\n")
+    for phone, (encoding, _, segments, _, text, error) in rows:
+        if error:
+            out.write(f"  {phone:<{width}}  -        -  ERROR: {error}\n")
+        else:
+            cells = f"{phone:<{width}}  {encoding:<5} {segments:>4}"
+            out.write(f"  {cells}  {_excerpt(text)}\n")
+
+
+def _summary(
+    campaign: Campaign, tallies: list[Tally], stats: RecipientStats, out: TextIO
+) -> None:
+    out.write(
+        f"\nrecipients: {stats.read:,} read, {stats.invalid:,} invalid, "
+        f"{stats.duplicates:,} duplicates, {stats.excluded:,} excluded, "
+        f"{stats.filtered_out:,} filtered out, {stats.accepted:,} accepted\n"
+    )
+    for t in tallies:
+        encodings = ", ".join(
+            f"{enc} {t.by_encoding[enc]:,}" for enc in (GSM7, UCS2) if t.by_encoding[enc]
+        )
+        out.write(
+            f"step {t.step}: {t.messages:,} messages, {t.segments:,} segments"
+            f"{f' ({encodings})' if encodings else ''}, {t.failed:,} failed\n"
+        )
+    warned: set[str] = set()
+    for t in tallies:
+        if t.culprits and t.template not in warned:
+            warned.add(t.template)
+            for line in _ucs2_warnings(campaign, t):
+                out.write(f"warning: {line}\n")
+    if stats.invalid:
+        out.write(f"\ninvalid recipients ({stats.invalid:,}, skipped):\n")
+        for bad in stats.invalid_rows:
+            out.write(f"  {bad.format()}\n")
+        if stats.invalid > len(stats.invalid_rows):
+            out.write(f"  ... and {stats.invalid - len(stats.invalid_rows):,} more\n")
+    for t in tallies:
+        if t.failed:
+            out.write(f"\nstep {t.step}: {t.failed:,} recipients cannot be rendered:\n")
+            for reason in t.failures:
+                out.write(f"  {reason}\n")
+            if t.failed > len(t.failures):
+                out.write(f"  ... and {t.failed - len(t.failures):,} more\n")
+
+
+def _ucs2_warnings(campaign: Campaign, t: Tally) -> list[str]:
+    """Which few characters made messages UCS-2: in the template text, or in data."""
+    source = batch.template_text(campaign, t.template)
+    in_text = [ch for ch, _ in t.culprits.most_common() if ch in source]
+    in_data = [ch for ch, _ in t.culprits.most_common() if ch not in source]
+    lead = f"template {t.template!r}:"
+    cost = "(70 characters a segment, not 160)"
+    lines = []
+    if t.by_text:
+        lines.append(
+            f"{lead} {t.by_text:,} of {t.messages:,} messages are UCS-2 {cost} because "
+            f"its text has {_names(in_text)}"
+        )
+    if t.by_data:
+        lines.append(
+            f"{lead} {t.by_data:,} of {t.messages:,} messages are UCS-2 {cost} because "
+            f"of {_names(in_data)} in recipient data (the gsm filter replaces "
+            "typographic quotes and dashes in a value)"
+        )
+    return lines
+
+
+def _names(chars: list[str]) -> str:
+    named = []
+    for ch in chars[:5]:
+        name = unicodedata.name(ch, "")
+        named.append(f"{ch!r} (U+{ord(ch):04X}{' ' + name if name else ''})")
+    more = f" and {len(chars) - 5} more" if len(chars) > 5 else ""
+    return ", ".join(named) + more
+
+
+def preview_file(
+    path: Path,
+    *,
+    step: str | None,
+    limit: int,
+    fmt: str,
+    output: str | None,
+    show_phones: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """The ``preview`` command: load the campaign, then :func:`preview` it.
+
+    Messages in json/csv go to ``output`` (a path, ``-`` or None for stdout, in
+    which case the table and summary go to ``err``).
+    """
+    if limit < 0:
+        raise UsageError("--limit must be 0 or more")
+    if output is not None and fmt == "text":
+        raise UsageError("--output needs --format json or csv")
+    campaign, _ = load_campaign(path)
+    run = partial(
+        preview, campaign, limit=limit, fmt=fmt, show_phones=show_phones, step=step
+    )
+    if fmt == "text":
+        return run(output=None, out=out)
+    if output is None or output == "-":
+        return run(output=out, out=err)
+    try:
+        sink = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as e:
+        raise UsageError(f"--output {output}: {e.strerror or e}") from None
+    with sink:
+        return run(output=sink, out=out)

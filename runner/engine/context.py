@@ -1,0 +1,64 @@
+"""What a run carries from step to step: its options, context and step results.
+
+A module of its own so that the step implementations and the run that calls
+them both import it, and neither imports the other's caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from runner.engine.ratelimit import RateLimiter
+from runner.journal.eventlog import EventLog
+from runner.journal.journal import Journal
+from runner.model.campaign import Campaign
+from runner.providers.base import Provider
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    now: bool = False  # ignore at/after/wait (rehearsal)
+    ignore_windows: bool = False
+    dry_run: bool = False
+    resume: str | None = None  # run id to resume
+    resend_unknown: bool = False
+    show_phones: bool = False
+    max_poll_interval: float | None = None  # rehearsals on the sandbox poll faster
+
+
+@dataclass
+class StepResult:
+    status: str  # succeeded | failed | skipped | paused
+    message: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    resume_at: datetime | None = None  # paused: when to continue
+
+
+@dataclass
+class RunContext:
+    """Everything a step implementation may use; built once per run."""
+
+    campaign: Campaign
+    run_id: str
+    journal: Journal
+    log: EventLog
+    providers: Mapping[str, Provider]
+    limiters: Mapping[str, RateLimiter]
+    options: RunOptions
+    stop: threading.Event
+    results: dict[str, StepResult] = field(default_factory=dict)
+    recipient_stats: Any = None  # RecipientStats of the last plan
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    exit_code: int
+    results: Mapping[str, StepResult]

@@ -1,0 +1,33 @@
+"""A send's live counters, shared by its sender threads and its progress ticker."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Tally:
+    """Live counters of one dispatch, shared by the workers (guarded by ``lock``)."""
+
+    sent: int = 0
+    unknown: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    requeued: int = 0
+    retries: int = 0
+    segments: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for k, v in counts.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def fail(self, reason: str) -> None:
+        with self.lock:
+            self.failed[reason] += 1
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.unknown + sum(self.failed.values())

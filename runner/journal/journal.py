@@ -1,0 +1,39 @@
+"""The journal: who got what, when, and what happened.
+
+Exactly-once rests here: a message row is committed as ``pending`` (the intent)
+before its provider call is made, and its outcome (``sent``, ``failed``,
+``unknown``) is written after. A crash can only lose outcomes, never intents, so
+a resumed run knows every call that may have been made. Writes on the hot path
+go through one writer thread (``Journal.writer``) that batches commits; reads
+use short connections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.journal.messages import MessageRecords
+from runner.journal.queries import Reads
+from runner.journal.runs import RunRecords
+from runner.journal.writer import JournalWriter
+
+
+class Journal(RunRecords, MessageRecords, Reads):
+    """Runs, steps and messages of one journal database, and its writer thread."""
+
+    def __init__(self, path: Path | None = None, url: str | None = None) -> None:
+        super().__init__(path, url)
+        self._writer: JournalWriter | None = None
+
+    @property
+    def writer(self) -> JournalWriter:
+        """The batched writer thread of this journal (started on first use)."""
+        if self._writer is None:
+            self._writer = JournalWriter(self)
+        return self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        super().close()

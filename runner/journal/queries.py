@@ -1,0 +1,52 @@
+"""The read queries that history, show, status and the engine share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from runner.journal.store import Store
+from runner.journal.tables import messages, runs
+
+
+class Reads(Store):
+    def list_runs(
+        self, campaign: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        q = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+        if campaign:
+            q = q.where(runs.c.campaign == campaign)
+        with self.connect() as conn:
+            rows = [dict(r) for r in conn.execute(q).mappings()]
+            for r in rows:
+                r["counts"] = self.message_counts(r["id"], conn=conn)
+        return rows
+
+    def message_counts(
+        self, run_id: str, step_id: str | None = None, *, conn: Connection | None = None
+    ) -> dict[str, int]:
+        q = sa.select(messages.c.status, sa.func.count()).where(
+            messages.c.run_id == run_id
+        )
+        if step_id is not None:
+            q = q.where(messages.c.step_id == step_id)
+        q = q.group_by(messages.c.status)
+        if conn is None:
+            with self.connect() as c:
+                return {s: int(n) for s, n in c.execute(q)}
+        return {s: int(n) for s, n in conn.execute(q)}
+
+    def messages_for(
+        self, run_id: str, step_id: str | None = None, status: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        q = sa.select(messages).where(messages.c.run_id == run_id)
+        if step_id is not None:
+            q = q.where(messages.c.step_id == step_id)
+        if status:
+            q = q.where(messages.c.status.in_(list(status)))
+        q = q.order_by(messages.c.step_id, messages.c.created_at, messages.c.phone)
+        with self.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]

@@ -1,0 +1,131 @@
+"""Runs and steps: what the engine records as a campaign goes from step to step."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from runner.journal.store import Store, now_iso
+from runner.journal.tables import runs, steps
+
+
+class RunRecords(Store):
+    def start_run(
+        self, campaign: str, campaign_path: str, options: Mapping[str, Any]
+    ) -> str:
+        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        with self.connect() as conn:
+            conn.execute(
+                runs.insert().values(
+                    id=run_id,
+                    campaign=campaign,
+                    campaign_path=campaign_path,
+                    status="running",
+                    started_at=now_iso(),
+                    options=json.dumps(dict(options)),
+                )
+            )
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, exit_code: int) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(status=status, finished_at=now_iso(), exit_code=exit_code)
+            )
+
+    def reopen_run(self, run_id: str) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(status="running", finished_at=None, exit_code=None)
+            )
+
+    def get_run(self, run_id: str) -> Mapping[str, Any] | None:
+        with self.connect() as conn:
+            row = (
+                conn.execute(sa.select(runs).where(runs.c.id == run_id))
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def last_unfinished_run(self, campaign: str) -> str | None:
+        with self.connect() as conn:
+            return conn.scalar(
+                sa.select(runs.c.id)
+                .where(
+                    runs.c.campaign == campaign,
+                    runs.c.status.in_(["running", "interrupted", "failed"]),
+                )
+                .order_by(runs.c.started_at.desc())
+                .limit(1)
+            )
+
+    def step_status(self, run_id: str) -> dict[str, dict[str, Any]]:
+        with self.connect() as conn:
+            rows = conn.execute(
+                sa.select(steps).where(steps.c.run_id == run_id)
+            ).mappings()
+            return {
+                r["step_id"]: {**dict(r), "detail": json.loads(r["detail"])} for r in rows
+            }
+
+    def start_step(self, run_id: str, step_id: str, kind: str) -> None:
+        with self.connect() as conn:
+            existing = conn.scalar(
+                sa.select(steps.c.status).where(
+                    steps.c.run_id == run_id, steps.c.step_id == step_id
+                )
+            )
+            values = {"status": "running", "started_at": now_iso(), "finished_at": None}
+            if existing is None:
+                conn.execute(
+                    steps.insert().values(
+                        run_id=run_id, step_id=step_id, kind=kind, **values
+                    )
+                )
+            else:
+                conn.execute(
+                    steps.update()
+                    .where(steps.c.run_id == run_id, steps.c.step_id == step_id)
+                    .values(**values)
+                )
+
+    def finish_step(
+        self,
+        run_id: str,
+        step_id: str,
+        status: str,
+        detail: Mapping[str, Any],
+        kind: str = "",
+    ) -> None:
+        with self.connect() as conn:
+            res = conn.execute(
+                steps.update()
+                .where(steps.c.run_id == run_id, steps.c.step_id == step_id)
+                .values(
+                    status=status,
+                    finished_at=now_iso(),
+                    detail=json.dumps(dict(detail), default=str),
+                )
+            )
+            if res.rowcount == 0:
+                conn.execute(
+                    steps.insert().values(
+                        run_id=run_id,
+                        step_id=step_id,
+                        kind=kind,
+                        status=status,
+                        started_at=now_iso(),
+                        finished_at=now_iso(),
+                        detail=json.dumps(dict(detail), default=str),
+                    )
+                )

@@ -1,0 +1,70 @@
+"""The journal's tables, as SQLAlchemy Core metadata (both backends read these)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+migrations_table = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("applied_at", sa.String, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("campaign", sa.String, nullable=False, index=True),
+    sa.Column("campaign_path", sa.String, nullable=False),
+    sa.Column(
+        "status", sa.String, nullable=False
+    ),  # running|succeeded|failed|interrupted
+    sa.Column("started_at", sa.String, nullable=False),
+    sa.Column("finished_at", sa.String),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("options", sa.Text, nullable=False, default="{}"),
+)
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("run_id", sa.String, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("step_id", sa.String, primary_key=True),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),  # running|succeeded|failed|skipped
+    sa.Column("started_at", sa.String),
+    sa.Column("finished_at", sa.String),
+    sa.Column("detail", sa.Text, nullable=False, default="{}"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("step_id", sa.String, primary_key=True),
+    sa.Column("phone", sa.String, primary_key=True),  # E.164
+    sa.Column("seq", sa.Integer, nullable=False),  # the recipient's order in the plan
+    sa.Column("idem_key", sa.String, nullable=False, unique=True),
+    sa.Column("provider", sa.String, nullable=False),
+    # queued: planned, never called | pending: intent committed, call may be under way
+    # sent | failed | unknown: the call may have reached the provider, outcome unknown
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("provider_message_id", sa.String),
+    sa.Column("provider_status", sa.String),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("error_kind", sa.String),
+    sa.Column("error_code", sa.String),
+    sa.Column("error_detail", sa.String),
+    sa.Column("segments", sa.Integer, nullable=False, default=1),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("source_row", sa.Integer),
+    sa.Column("created_at", sa.String, nullable=False),
+    sa.Column("sent_at", sa.String),
+    sa.Column("delivery_status", sa.String),
+    sa.Column("delivery_code", sa.String),
+    sa.Column("delivery_at", sa.String),
+)
+sa.Index("ix_messages_seq", messages.c.run_id, messages.c.step_id, messages.c.seq)
