@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import paths
+
 from runner.model.campaign import Campaign, RecipientSource, SendAction, Step, Template
 
-DATA = Path(__file__).resolve().parent / "data" / "recipients"
+DATA = paths.DATA / "recipients"
 
 
 def make_campaign(

@@ -1,14 +1,8 @@
-"""Shared fixtures: state stays out of $HOME, paths to the example files."""
+"""Shared fixtures: state stays out of $HOME."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-CAMPAIGNS = ROOT / "campaigns"
-DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(autouse=True)

@@ -17,11 +17,9 @@ from typing import Any
 
 import requests
 import yaml
+from paths import CAMPAIGNS
 
 from runner.journal.journal import Journal
-
-ROOT = Path(__file__).resolve().parent.parent
-CAMPAIGNS = ROOT / "campaigns"
 
 
 def cli(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runner.audience import sources
 from runner.audience.phones import InvalidPhone, PhoneNormalizer, mask_phone
@@ -18,9 +18,7 @@ from runner.audience.recipient import InvalidRow, Recipient, RecipientStats
 from runner.audience.sources import Row
 from runner.audience.templates import Renderer
 from runner.errors import RecipientError, TemplateError
-
-if TYPE_CHECKING:
-    from runner.model.campaign import Campaign
+from runner.model.campaign import Campaign
 
 
 class Screen:

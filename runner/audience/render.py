@@ -26,7 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from runner.audience import sources
 from runner.audience.encoding import UCS2
@@ -35,9 +35,7 @@ from runner.audience.recipient import InvalidRow, Recipient
 from runner.audience.recipients import Screen
 from runner.audience.templates import Renderer
 from runner.errors import RecipientError, TemplateError, UsageError
-
-if TYPE_CHECKING:
-    from runner.model.campaign import Campaign
+from runner.model.campaign import Campaign
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 from jinja2.runtime import Context
@@ -30,9 +30,7 @@ from runner.audience.encoding import (
 from runner.audience.phones import mask_phone
 from runner.audience.recipient import Recipient
 from runner.errors import TemplateError
-
-if TYPE_CHECKING:
-    from runner.model.campaign import Campaign, Template
+from runner.model.campaign import Campaign, Template
 
 DEFAULT_DATETIME = "%d/%m/%Y %H:%M"
 DEFAULT_DATE = "%d/%m/%Y"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from runner.commands.args import add_state
 from runner.commands.sandbox import start_emulators
-from runner.daemon.service import DaemonSettings, serve
+from runner.daemon.serve import serve
+from runner.daemon.service import DaemonSettings
 from runner.errors import UsageError
 from runner.model.timeparse import parse_duration
 

@@ -30,23 +30,16 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 
-from runner.daemon.metrics import (
-    Health,
-    LogEcho,
-    MetricsServer,
-    SharedRedactor,
-    parse_address,
-    quiet_scheduler_logs,
-)
-from runner.daemon.watch import CampaignSchedules, campaign_files
+from runner.daemon.health import Health
+from runner.daemon.logs import SharedRedactor
+from runner.daemon.schedules import CampaignSchedules
+from runner.daemon.watch import campaign_files
 from runner.engine.context import RunOptions
 from runner.engine.run import run_campaign
-from runner.errors import CampaignError, RunnerError, UsageError, write_crash_log
+from runner.errors import CampaignError, RunnerError, write_crash_log
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
-from runner.journal.lock import StateLock, lock_path
 from runner.journal.schedule import JOBS_TABLE
-from runner.journal.store import default_path, event_log_path
 from runner.journal.tables import runs
 from runner.loader.load import load_campaign
 from runner.providers.setup import build_providers, resolve_options
@@ -375,49 +368,3 @@ class Daemon:
         for path, run_id in sorted(latest.items()):
             self.log.emit("run.resuming", run_id, path=path)
             self.fire(Path(path), resume=run_id)
-
-
-def serve(
-    settings: DaemonSettings,
-    *,
-    out: TextIO,
-    err: TextIO,
-    emulate: Emulate | None = None,
-) -> int:
-    """Take the journal's lock, then run the daemon until it is told to stop."""
-    for folder in settings.folders:
-        if not folder.is_dir():
-            raise UsageError(f"{folder}: no such directory")
-    if settings.http:
-        parse_address(settings.http)  # a usage error before any state is touched
-    settings = dataclasses.replace(
-        settings, folders=tuple(f.resolve() for f in settings.folders)
-    )
-    journal_path = settings.state or default_path()
-    lock = StateLock(lock_path(journal_path))
-    lock.acquire()
-    try:
-        journal = Journal(journal_path)
-        log_path = settings.log or event_log_path(journal_path)
-        json_logs = settings.log_format == "json"
-        redactors = SharedRedactor()
-        echo = LogEcho(out if json_logs else err, human=not json_logs)
-        log = EventLog(log_path, redact=redactors)
-        log.listen(echo)
-        _ = journal.writer  # one writer thread, created before runs share it
-        quiet_scheduler_logs()
-        daemon = Daemon(settings, journal, log, redactors, err, emulate)
-        server = None
-        try:
-            if settings.http:
-                server = MetricsServer(settings.http, journal, daemon.health).start()
-                log.emit("http.listening", url=server.url)
-            with daemon.signals():
-                return daemon.run()
-        finally:
-            if server is not None:
-                server.stop()
-            log.close()
-            journal.close()
-    finally:
-        lock.release()

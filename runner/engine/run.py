@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from runner.engine import steps as step_impl
+from runner.engine.conditions import condition
 from runner.engine.context import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -24,6 +24,7 @@ from runner.engine.context import (
 )
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.scheduler import StepScheduler, start_time
+from runner.engine.steps import EXECUTORS
 from runner.errors import RunnerError, write_crash_log
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
@@ -179,11 +180,11 @@ class CampaignRun:
 
     def _execute(self, step: Step) -> StepResult:
         ctx = self.ctx
-        if step.when is not None and not step_impl.condition(ctx, step.when):
+        if step.when is not None and not condition(ctx, step.when):
             return StepResult("skipped", f"when: {step.when!r} is false")
         ctx.journal.start_step(ctx.run_id, step.id, step.kind)
         ctx.log.emit("step.started", ctx.run_id, step.id, kind=step.kind)
-        return step_impl.EXECUTORS[step.kind](ctx, step)
+        return EXECUTORS[step.kind](ctx, step)
 
 
 def build_limiters(providers: Mapping[str, Provider]) -> dict[str, RateLimiter]:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from runner.journal.store import Store
-from runner.journal.tables import messages, runs
+from runner.journal.tables import messages, runs, steps
+
+
+@dataclass(frozen=True)
+class MetricFigures:
+    """What ``/metrics`` reports from the journal at each scrape."""
+
+    messages: dict[tuple[str, str], int]  # (provider, status) -> messages
+    retries: dict[str, int]  # provider -> attempts beyond the first
+    step_spans: list[tuple[str, str, str]]  # (kind, started_at, finished_at)
 
 
 class Reads(Store):
@@ -50,3 +60,34 @@ class Reads(Store):
         q = q.order_by(messages.c.step_id, messages.c.created_at, messages.c.phone)
         with self.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
+
+    def metric_figures(self) -> MetricFigures:
+        extra = sa.func.sum(
+            sa.case((messages.c.attempts > 1, messages.c.attempts - 1), else_=0)
+        )
+        with self.connect() as conn:
+            by_status = conn.execute(
+                sa.select(messages.c.provider, messages.c.status, sa.func.count())
+                .group_by(messages.c.provider, messages.c.status)
+                .order_by(messages.c.provider, messages.c.status)
+            )
+            counts = {(p, s): int(n) for p, s, n in by_status}
+            retries = {
+                p: int(n or 0)
+                for p, n in conn.execute(
+                    sa.select(messages.c.provider, extra)
+                    .group_by(messages.c.provider)
+                    .order_by(messages.c.provider)
+                )
+            }
+            spans = [
+                (k, s, f)
+                for k, s, f in conn.execute(
+                    sa.select(
+                        steps.c.kind, steps.c.started_at, steps.c.finished_at
+                    ).where(
+                        steps.c.started_at.is_not(None), steps.c.finished_at.is_not(None)
+                    )
+                )
+            ]
+        return MetricFigures(counts, retries, spans)

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
+from apscheduler.triggers.cron import CronTrigger
 
 from runner.errors import Problem
 from runner.loader import schema
@@ -198,8 +199,6 @@ class Checker:
         path: FieldPath = ("schedule",)
         cron = value.get("cron")
         if isinstance(cron, str):
-            from apscheduler.triggers.cron import CronTrigger
-
             try:
                 CronTrigger.from_crontab(cron, timezone=self.tz)
             except ValueError as e:

@@ -1,7 +1,13 @@
-"""The provider registry: YAML ``type:`` -> plug-in class, one explicit sorted dict.
+"""The SMS providers: one module per API, and the registry of them.
 
-Adding a provider: a new module ``runner/providers/<type>.py``, its schema fragment
-``schemas/providers/<type>.schema.json``, and one line here.
+``base`` is the contract the engine sees (capabilities, ``send``, ``report``,
+``balance``, typed outcomes and errors), ``http`` the shared transport,
+``setup`` turns a campaign's provider entries into working objects; the rest
+are the plug-ins, one module per YAML ``type:``, registered in the sorted dict
+below. Adding a provider: ``runner/providers/<type>.py``, its schema fragment
+``schemas/providers/<type>.schema.json``, and one line here. Providers may
+import the model only; never the engine, the journal, the daemon or the
+scheduler.
 """
 
 from __future__ import annotations

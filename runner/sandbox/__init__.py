@@ -1,6 +1,10 @@
-"""Built-in emulators of every provider, served on 127.0.0.1 (see server.py).
+"""Built-in emulators of every provider's documented API, served on 127.0.0.1.
 
-The registry mirrors ``runner.providers.PROVIDERS``: YAML ``type:`` -> emulator class.
+``server`` is the threaded HTTP server and the emulator contract, ``faults``
+the injected failures, ``launch`` starts what one campaign needs; one module
+per provider, in a registry that mirrors ``runner.providers.PROVIDERS``. It may
+import the model, the audience and the providers' documented defaults; only
+the sandbox command (``runner.commands.sandbox``) and tests import it.
 """
 
 from __future__ import annotations

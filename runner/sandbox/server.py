@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from runner.audience.encoding import segment
+
 log = logging.getLogger(__name__)
 
 
@@ -130,7 +132,6 @@ class Emulator:
         self, to: str, text: str, sender: str | None = None, **extra: Any
     ) -> SentMessage | None:
         """Record an accepted message and charge for it; None when out of credits."""
-        from runner.audience.encoding import segment
 
         segments = segment(text).segments
         with self.lock:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.audience.preview import send_totals as totals
+from runner.audience.templates import Renderer
 from runner.engine.context import RunContext, StepResult
 from runner.engine.steps.reads import retry_read, step_result
 from runner.model.campaign import CheckCreditsAction, SendAction, Step
@@ -11,8 +13,6 @@ from runner.providers.base import ProviderCallError
 
 
 def send_totals(ctx: RunContext, step_id: str) -> Any:
-    from runner.audience.preview import send_totals as totals
-
     target = ctx.campaign.step(step_id).action
     if not isinstance(target, SendAction):
         raise ValueError(f"step {step_id!r} is not a send step")
@@ -25,8 +25,6 @@ def check_credits(ctx: RunContext, step: Step) -> StepResult:
     provider = ctx.providers[action.provider]
     minimum = action.min
     if action.min_expr is not None:
-        from runner.audience.templates import Renderer
-
         cache: dict[str, Any] = {}
 
         def totals(sid: str) -> Any:

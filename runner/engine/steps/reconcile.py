@@ -8,7 +8,7 @@ from typing import Any
 from runner.engine.context import RunContext
 from runner.engine.steps.reads import read_report
 from runner.model.campaign import SendAction, Step
-from runner.providers.base import ProviderCallError, ReportQuery, SentRecord
+from runner.providers.base import Capability, ProviderCallError, ReportQuery, SentRecord
 
 
 def reconcile_unknown(ctx: RunContext, step: Step) -> int:
@@ -21,8 +21,6 @@ def reconcile_unknown(ctx: RunContext, step: Step) -> int:
     than the provider's ``report_lag`` are judged, so a report that is merely late
     cannot cause a second send. Returns how many went back to ``queued``.
     """
-    from runner.providers.base import Capability
-
     action = step.action
     assert isinstance(action, SendAction)
     unknown = ctx.journal.messages_for(ctx.run_id, step.id, ["unknown"])

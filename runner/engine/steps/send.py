@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from runner.audience.recipient import RecipientStats
+from runner.audience.recipients import iter_recipients
+from runner.audience.templates import Renderer
 from runner.engine.context import RunContext, StepResult
 from runner.engine.dispatch import Dispatcher
 from runner.engine.plan import plan
@@ -13,16 +16,13 @@ from runner.engine.scheduler import in_window, next_window_open
 from runner.engine.steps.reads import step_result
 from runner.engine.steps.reconcile import reconcile_unknown
 from runner.engine.tally import Tally
+from runner.errors import TemplateError
 from runner.model.campaign import SendAction, Step
 
 
 def _rendered(
     ctx: RunContext, action: SendAction
 ) -> Iterator[tuple[str, int | None, str | None, int, str | None]]:
-    from runner.audience.recipients import iter_recipients
-    from runner.audience.templates import Renderer
-    from runner.errors import TemplateError
-
     renderer = Renderer(ctx.campaign)
     for r in iter_recipients(ctx.campaign, ctx.recipient_stats):
         try:
@@ -48,8 +48,6 @@ def send(ctx: RunContext, step: Step) -> StepResult:
             ctx.log.emit("step.resend_unknown", run_id, step.id, count=n)
     detail = journal.step_status(run_id).get(step.id, {}).get("detail", {})
     if not detail.get("planned"):
-        from runner.audience.recipient import RecipientStats
-
         ctx.recipient_stats = RecipientStats()
         added = plan(journal, run_id, step.id, primary, _rendered(ctx, action))
         stats = ctx.recipient_stats

@@ -8,12 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from paths import DATA
 
 from runner.cli import main
 from runner.commands.validate import validate_files
 from runner.errors import UsageError
-
-DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
 from runner.loader.load import load, load_campaign
 from runner.model.campaign import CheckCreditsAction, CheckReportAction, SendAction
 
-ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGNS = sorted((ROOT / "campaigns").glob("*.yaml"))
 BIN = Path(sys.executable).parent
 SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/campaign.schema.json"

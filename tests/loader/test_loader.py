@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import CAMPAIGNS, DATA
 
 from runner.errors import CampaignError
 from runner.loader import yamlload
@@ -21,8 +22,6 @@ from runner.model.campaign import (
     Window,
 )
 
-DATA = Path(__file__).resolve().parent / "data"
-CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
 INVALID = sorted(p.name for p in (DATA / "invalid").glob("*.yaml"))
 VALID = sorted(p.name for p in (DATA / "valid").glob("*.yaml"))
 # The variables the case files reference and that count as set.

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import CAMPAIGNS
 
 from runner.cli import main
 from runner.journal.journal import Journal
 
-CAMPAIGNS = Path(__file__).resolve().parent.parent / "campaigns"
 EXAMPLES = [p.read_text() for p in sorted(CAMPAIGNS.glob("*.yaml"))]
 FUZZ = settings(
     max_examples=60,

@@ -13,15 +13,10 @@ import requests
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner.daemon.metrics import (
-    Health,
-    LogEcho,
-    MetricsServer,
-    SharedRedactor,
-    build_registry,
-    human_line,
-    parse_address,
-)
+from runner.daemon.health import Health
+from runner.daemon.http import MetricsServer, parse_address
+from runner.daemon.logs import LogEcho, SharedRedactor, human_line
+from runner.daemon.metrics import build_registry
 from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal

@@ -25,12 +25,14 @@ import requests
 import sqlalchemy as sa
 import yaml
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from paths import CAMPAIGNS, ROOT
 from prometheus_client.parser import text_string_to_metric_families
 
 from runner.commands.status import read_status, show_status
-from runner.daemon.metrics import SharedRedactor
+from runner.daemon.logs import SharedRedactor
+from runner.daemon.schedules import campaign_trigger
 from runner.daemon.service import Daemon, DaemonSettings
-from runner.daemon.watch import FolderScanner, campaign_trigger
+from runner.daemon.watch import FolderScanner
 from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
@@ -38,8 +40,6 @@ from runner.journal.lock import StateLock, lock_owner, lock_path
 from runner.journal.tables import messages
 from runner.model.campaign import Schedule
 
-ROOT = Path(__file__).resolve().parent.parent
-CAMPAIGNS = ROOT / "campaigns"
 MAILUP_ENV = {
     "MAILUP_CLIENT_ID": "cid-d43m0n",
     "MAILUP_CLIENT_SECRET": "csecret-Zq81xVv",
