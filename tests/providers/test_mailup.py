@@ -31,7 +31,8 @@ from runner.providers.base import (
     ReportQuery,
     SentRecord,
 )
-from runner.providers.mailup import MailUp, ReportCursor
+from runner.providers.mailup import MailUp
+from runner.providers.mailup_report import ReportCursor
 from runner.sandbox import EMULATORS
 from runner.sandbox.mailup import MailUpEmulator
 from runner.sandbox.server import Fault, Sandbox
@@ -403,7 +404,7 @@ def test_balance_logs_in_once_and_reads_credits(env: Env) -> None:
 
 def test_token_is_refreshed_before_it_expires(env: Env) -> None:
     p = env.provider(token_refresh_margin=60)
-    p.clock = clock = Clock(0.0)
+    p.tokens.clock = clock = Clock(0.0)
     p.balance()
     clock.advance(3600 - 60)  # inside the margin: renew before the server expires it
     p.balance()
@@ -749,7 +750,7 @@ def test_emulator_checks_bearer_tokens_and_quoted_expressions(env: Env) -> None:
     assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
     p = env.provider()
     send_all(p, ["+393470000001"])
-    auth = {"Authorization": f"Bearer {p._bearer()}"}
+    auth = {"Authorization": f"Bearer {p.tokens.bearer()}"}
     report = env.urls["base_url"] + "/Console/Sms/24/Sendings/ReportDetails"
     bad = requests.get(
         report, params={"filterby": "Receiver.Contains('39')"}, headers=auth, timeout=5

@@ -43,13 +43,9 @@ from runner.providers.base import (
     ReportQuery,
     SentRecord,
 )
-from runner.providers.ogangi import (
-    DEFAULTS,
-    Ogangi,
-    ReportCursor,
-    delivery_status,
-    search_string,
-)
+from runner.providers.ogangi import DEFAULTS, Ogangi
+from runner.providers.ogangi_answers import delivery_status
+from runner.providers.ogangi_mo import ReportCursor, search_string
 from runner.sandbox import EMULATORS
 from runner.sandbox.ogangi import FIRST_ID, OgangiEmulator
 from runner.sandbox.server import Fault, Sandbox
