@@ -40,7 +40,8 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from runner.providers.ogangi import DEFAULTS, install_log_mask
+from runner.providers.ogangi import DEFAULTS
+from runner.providers.ogangi_url import install_log_mask
 from runner.sandbox.server import Emulator, Request, Response, SentMessage
 
 FIRST_ID = -8174720676710228700  # the documents' example message id

@@ -18,6 +18,7 @@ import pytest
 import requests
 from clockkit import Clock
 from pytest_httpserver import HTTPServer
+from refusalkit import Refusal, Refusals, send, table
 from werkzeug import Response as WResponse
 
 from runner.model.campaign import ProviderConfig
@@ -31,7 +32,8 @@ from runner.providers.base import (
     ReportQuery,
     SentRecord,
 )
-from runner.providers.mailup import MailUp, ReportCursor
+from runner.providers.mailup import MailUp
+from runner.providers.mailup_report import ReportCursor
 from runner.sandbox import EMULATORS
 from runner.sandbox.mailup import MailUpEmulator
 from runner.sandbox.server import Fault, Sandbox
@@ -159,55 +161,29 @@ def test_unicode_send_sets_isunicode_and_costs_its_segments(env: Env) -> None:
 
 
 REFUSALS = [
-    # (case, provider options, emulator kwargs, message kwargs, kind, code)
-    (
-        "wrong list secret",
-        {"list_secret": Secret("nope-1234")},
-        {},
-        {},
-        ErrorKind.AUTH,
-        "103",
-    ),
-    ("wrong list guid", {"list_guid": "00000000-0000"}, {}, {}, ErrorKind.AUTH, "102"),
-    ("wrong account", {"account_id": 999}, {}, {}, ErrorKind.AUTH, "250"),
-    ("wrong list", {"list_id": 6}, {}, {}, ErrorKind.AUTH, "104"),
-    ("bad recipient", {}, {}, {"to": "+3912"}, ErrorKind.REJECTED, "106"),
-    ("too long", {}, {}, {"text": "x" * 460}, ErrorKind.REJECTED, "107"),
-    (
-        "too long unicode",
-        {},
-        {},
-        {"text": "ж" * 202, "unicode": True},
-        ErrorKind.REJECTED,
-        "107",
-    ),
-    ("uncertified sender", {}, {}, {"sender": "OTHER"}, ErrorKind.AUTH, "207"),
-    ("bad sender", {}, {}, {"sender": "TOO-LONG-SENDER"}, ErrorKind.REJECTED, "100"),
-    ("opted out", {}, {"opted_out": ["+393471234567"]}, {}, ErrorKind.REJECTED, "206"),
-    ("no credits", {}, {"credits": 0}, {}, ErrorKind.AUTH, "205"),
-]
+    Refusal("wrong list secret", ErrorKind.AUTH, "103",
+            options={"list_secret": Secret("nope-1234")}),
+    Refusal("wrong list guid", ErrorKind.AUTH, "102",
+            options={"list_guid": "00000000-0000"}),
+    Refusal("wrong account", ErrorKind.AUTH, "250", options={"account_id": 999}),
+    Refusal("wrong list", ErrorKind.AUTH, "104", options={"list_id": 6}),
+    Refusal("bad recipient", ErrorKind.REJECTED, "106", message={"to": "+3912"}),
+    Refusal("too long", ErrorKind.REJECTED, "107", message={"text": "x" * 460}),
+    Refusal("too long unicode", ErrorKind.REJECTED, "107",
+            message={"text": "ж" * 202, "unicode": True}),
+    Refusal("uncertified sender", ErrorKind.AUTH, "207", message={"sender": "OTHER"}),
+    Refusal("bad sender", ErrorKind.REJECTED, "100",
+            message={"sender": "TOO-LONG-SENDER"}),
+    Refusal("opted out", ErrorKind.REJECTED, "206",
+            emulator={"opted_out": ["+393471234567"]}),
+    Refusal("no credits", ErrorKind.AUTH, "205", emulator={"credits": 0}),
+]  # fmt: skip
+SEND_REFUSALS = Refusals(make_env, send(msg), SECRETS, lambda env: env.emu.messages)
 
 
-@pytest.mark.parametrize(
-    ("options", "emu_kwargs", "message", "kind", "code"),
-    [case[1:] for case in REFUSALS],
-    ids=[case[0] for case in REFUSALS],
-)
-def test_send_refusals_are_classified(
-    sandbox: Sandbox,
-    options: dict[str, Any],
-    emu_kwargs: dict[str, Any],
-    message: dict[str, Any],
-    kind: ErrorKind,
-    code: str,
-) -> None:
-    with make_env(sandbox, **emu_kwargs) as env:
-        result = env.provider(**options).send(msg(**message))
-    assert result.error is not None and not result.accepted
-    assert (result.error.kind, result.error.code) == (kind, code)
-    assert not result.error.may_have_acted and not result.error.retryable
-    assert env.emu.messages == []
-    assert_clean(str(result.error))
+@table(REFUSALS)
+def test_send_refusals_are_classified(sandbox: Sandbox, case: Refusal) -> None:
+    SEND_REFUSALS.run(sandbox, case)
 
 
 def _json(status: int, body: Any, **headers: str) -> WResponse:
@@ -403,7 +379,7 @@ def test_balance_logs_in_once_and_reads_credits(env: Env) -> None:
 
 def test_token_is_refreshed_before_it_expires(env: Env) -> None:
     p = env.provider(token_refresh_margin=60)
-    p.clock = clock = Clock(0.0)
+    p.tokens.clock = clock = Clock(0.0)
     p.balance()
     clock.advance(3600 - 60)  # inside the margin: renew before the server expires it
     p.balance()
@@ -749,7 +725,7 @@ def test_emulator_checks_bearer_tokens_and_quoted_expressions(env: Env) -> None:
     assert (r.status_code, r.json()["error"]) == (400, "invalid_request")
     p = env.provider()
     send_all(p, ["+393470000001"])
-    auth = {"Authorization": f"Bearer {p._bearer()}"}
+    auth = {"Authorization": f"Bearer {p.tokens.bearer()}"}
     report = env.urls["base_url"] + "/Console/Sms/24/Sendings/ReportDetails"
     bad = requests.get(
         report, params={"filterby": "Receiver.Contains('39')"}, headers=auth, timeout=5

@@ -27,6 +27,7 @@ from urllib.parse import unquote
 import pytest
 from clockkit import Clock
 from pytest_httpserver import HTTPServer
+from refusalkit import Refusal, Refusals, send, table
 from werkzeug import Response as WResponse
 
 from runner.errors import ProviderError
@@ -43,13 +44,9 @@ from runner.providers.base import (
     ReportQuery,
     SentRecord,
 )
-from runner.providers.ogangi import (
-    DEFAULTS,
-    Ogangi,
-    ReportCursor,
-    delivery_status,
-    search_string,
-)
+from runner.providers.ogangi import DEFAULTS, Ogangi
+from runner.providers.ogangi_answers import delivery_status
+from runner.providers.ogangi_mo import ReportCursor, search_string
 from runner.sandbox import EMULATORS
 from runner.sandbox.ogangi import FIRST_ID, OgangiEmulator
 from runner.sandbox.server import Fault, Sandbox
@@ -249,42 +246,28 @@ def test_a_mismatched_convention_is_refused_like_a_bad_signature(
 # -- refusals --------------------------------------------------------------------------
 
 REFUSALS = [
-    # (case, provider options, emulator kwargs, message kwargs, kind, code)
-    ("wrong private key", {"private_key": Secret("priv-wrong-1")}, {}, {}, ErrorKind.AUTH,
-     "BAD_SIGNATURE"),
-    ("wrong public key", {"public_key": Secret("pub-wrong-22")}, {}, {}, ErrorKind.AUTH,
-     "BAD_SIGNATURE"),
-    ("wrong instance", {"instance_id": 9}, {}, {}, ErrorKind.AUTH, "BAD_SIGNATURE"),
-    ("bad number", {}, {}, {"to": "+0123456789"}, ErrorKind.REJECTED, "BAD_TO"),
-    ("bad sender", {}, {}, {"sender": "ACME"}, ErrorKind.REJECTED, "BAD_FROM"),
-    ("bad number send_mt", {"method": "send_mt"}, {}, {"to": "+0123456789"},
-     ErrorKind.REJECTED, "BAD_TO"),
-    ("no credits", {}, {"credits": 0}, {}, ErrorKind.AUTH, "NOT_ENOUGH_FUNDS"),
-    ("not a number", {}, {}, {"to": "+58"}, ErrorKind.REJECTED, "bad-number"),
-    ("empty text", {}, {}, {"text": ""}, ErrorKind.REJECTED, "empty-text"),
+    Refusal("wrong private key", ErrorKind.AUTH, "BAD_SIGNATURE",
+            options={"private_key": Secret("priv-wrong-1")}),
+    Refusal("wrong public key", ErrorKind.AUTH, "BAD_SIGNATURE",
+            options={"public_key": Secret("pub-wrong-22")}),
+    Refusal("wrong instance", ErrorKind.AUTH, "BAD_SIGNATURE",
+            options={"instance_id": 9}),
+    Refusal("bad number", ErrorKind.REJECTED, "BAD_TO", message={"to": "+0123456789"}),
+    Refusal("bad sender", ErrorKind.REJECTED, "BAD_FROM", message={"sender": "ACME"}),
+    Refusal("bad number send_mt", ErrorKind.REJECTED, "BAD_TO",
+            options={"method": "send_mt"}, message={"to": "+0123456789"}),
+    Refusal("no credits", ErrorKind.AUTH, "NOT_ENOUGH_FUNDS", emulator={"credits": 0}),
+    Refusal("not a number", ErrorKind.REJECTED, "bad-number", message={"to": "+58"}),
+    Refusal("empty text", ErrorKind.REJECTED, "empty-text", message={"text": ""}),
 ]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("options", "emu_kwargs", "message", "kind", "code"),
-    [c[1:] for c in REFUSALS],
-    ids=[c[0] for c in REFUSALS],
+SEND_REFUSALS = Refusals(
+    make_env, send(msg), [PRIVATE, PUBLIC], lambda env: env.emu.messages
 )
-def test_send_refusals_are_classified(
-    sandbox: Sandbox,
-    options: dict[str, Any],
-    emu_kwargs: dict[str, Any],
-    message: dict[str, Any],
-    kind: ErrorKind,
-    code: str,
-) -> None:
-    with make_env(sandbox, **emu_kwargs) as env:
-        result = env.provider(**options).send(msg(**message))
-    assert result.error is not None and not result.accepted
-    assert (result.error.kind, result.error.code) == (kind, code)
-    assert not result.error.may_have_acted and not result.error.retryable
-    assert env.emu.messages == []
-    assert_clean(str(result.error))
+
+
+@table(REFUSALS)
+def test_send_refusals_are_classified(sandbox: Sandbox, case: Refusal) -> None:
+    SEND_REFUSALS.run(sandbox, case)
 
 
 def _xml(

@@ -17,6 +17,7 @@ import pytest
 import requests
 from clockkit import Clock
 from pytest_httpserver import HTTPServer
+from refusalkit import Refusal, Refusals, send, table
 from werkzeug import Request as WRequest
 from werkzeug import Response as WResponse
 
@@ -121,71 +122,33 @@ def test_international_format_sends_the_country_code(env: Env) -> None:
 
 
 REFUSALS = [
-    # (case, provider options, emulator kwargs, message kwargs, kind, code, calls made)
-    (
-        "wrong api key",
-        {"api_key": Secret("nope-nope")},
-        {},
-        {},
-        ErrorKind.AUTH,
-        "HTTP 401",
-        1,
-    ),
-    ("wrong email", {"email": "x@example.com"}, {}, {}, ErrorKind.AUTH, "HTTP 401", 1),
-    ("no credits", {}, {"credits": 0}, {}, ErrorKind.AUTH, "HTTP 403", 1),
-    ("too long", {}, {}, {"text": "x" * 161}, ErrorKind.REJECTED, "too-long", 0),
-    (
-        "too long for Tatango",
-        {"max_length": 500},
-        {},
-        {"text": "x" * 161},
-        ErrorKind.REJECTED,
-        "HTTP 422",
-        1,
-    ),
-    (
-        "not a +1 number",
-        {},
-        {},
-        {"to": "+34600000101"},
-        ErrorKind.REJECTED,
-        "not-us-number",
-        0,
-    ),
-    (
-        "not a US number for Tatango",
-        {"phone_format": "international"},
-        {},
-        {"to": "+34600000101"},
-        ErrorKind.REJECTED,
-        "HTTP 422",
-        1,
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("options", "emu_kwargs", "message", "kind", "code", "made"),
-    [r[1:] for r in REFUSALS],
-    ids=[r[0] for r in REFUSALS],
+    Refusal("wrong api key", ErrorKind.AUTH, "HTTP 401",
+            options={"api_key": Secret("nope-nope")}, calls=1),
+    Refusal("wrong email", ErrorKind.AUTH, "HTTP 401",
+            options={"email": "x@example.com"}, calls=1),
+    Refusal("no credits", ErrorKind.AUTH, "HTTP 403", emulator={"credits": 0}, calls=1),
+    Refusal("too long", ErrorKind.REJECTED, "too-long", message={"text": "x" * 161},
+            calls=0),
+    Refusal("too long for Tatango", ErrorKind.REJECTED, "HTTP 422",
+            options={"max_length": 500}, message={"text": "x" * 161}, calls=1),
+    Refusal("not a +1 number", ErrorKind.REJECTED, "not-us-number",
+            message={"to": "+34600000101"}, calls=0),
+    Refusal("not a US number for Tatango", ErrorKind.REJECTED, "HTTP 422",
+            options={"phone_format": "international"}, message={"to": "+34600000101"},
+            calls=1),
+]  # fmt: skip
+SEND_REFUSALS = Refusals(
+    make_env,
+    send(msg),
+    [KEY],
+    lambda env: env.emu.messages,
+    calls=lambda env: len(env.calls(SEND)),
 )
-def test_send_refusals_are_classified(
-    sandbox: Sandbox,
-    options: dict[str, Any],
-    emu_kwargs: dict[str, Any],
-    message: dict[str, Any],
-    kind: ErrorKind,
-    code: str,
-    made: int,
-) -> None:
-    with make_env(sandbox, **emu_kwargs) as env:
-        result = env.provider(**options).send(msg(**message))
-        assert result.error is not None and not result.accepted
-        assert (result.error.kind, result.error.code) == (kind, code)
-        assert not result.error.may_have_acted and not result.error.retryable
-        assert len(env.calls(SEND)) == made
-        assert env.emu.messages == []
-        assert KEY not in str(result.error)
+
+
+@table(REFUSALS)
+def test_send_refusals_are_classified(sandbox: Sandbox, case: Refusal) -> None:
+    SEND_REFUSALS.run(sandbox, case)
 
 
 def test_422_quotes_tatangos_reason(env: Env) -> None:

@@ -18,6 +18,7 @@ import pytest
 import requests
 from clockkit import Clock
 from pytest_httpserver import HTTPServer
+from refusalkit import Refusal, Refusals, raises, table
 from werkzeug import Response as WResponse
 
 from runner.errors import ProviderError
@@ -200,33 +201,25 @@ def test_threads_share_one_session_and_one_renewal(env: Env) -> None:
 
 
 LOGIN_REFUSALS = [
-    # (case, provider options, emulator kwargs, code)
-    ("wrong password", {"password": Secret("wrong-pass-9")}, {}, "badCredentials"),
-    ("wrong user", {"username": "someone"}, {}, "badCredentials"),
-    (
-        "refusal with 200",
-        {"password": Secret("wrong-pass-9")},
-        {"denied_status": 200},
-        "badCredentials",
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("options", "emu_kwargs", "code"),
-    [r[1:] for r in LOGIN_REFUSALS],
-    ids=[r[0] for r in LOGIN_REFUSALS],
+    Refusal("wrong password", ErrorKind.AUTH, "badCredentials",
+            options={"password": Secret("wrong-pass-9")}),
+    Refusal("wrong user", ErrorKind.AUTH, "badCredentials",
+            options={"username": "someone"}),
+    Refusal("refusal with 200", ErrorKind.AUTH, "badCredentials",
+            options={"password": Secret("wrong-pass-9")},
+            emulator={"denied_status": 200}),
+]  # fmt: skip
+# one login, refused: no second try with the same password
+BALANCE_REFUSALS = Refusals(
+    make_env, raises("balance"), [PASSWORD], lambda env: env.emu.logins, [False]
 )
+
+
+@table(LOGIN_REFUSALS)
 def test_login_refused_is_auth_once_and_secret_free(
-    sandbox: Sandbox, options: dict[str, Any], emu_kwargs: dict[str, Any], code: str
+    sandbox: Sandbox, case: Refusal
 ) -> None:
-    with make_env(sandbox, **emu_kwargs) as env:
-        with pytest.raises(ProviderCallError) as e:
-            env.provider(**options).balance()
-        assert (e.value.error.kind, e.value.error.code) == (ErrorKind.AUTH, code)
-        assert env.emu.logins == [False]  # no second try with the same password
-        for secret in (PASSWORD, "wrong-pass-9"):
-            assert secret not in str(e.value)
+    BALANCE_REFUSALS.run(sandbox, case)
 
 
 def test_emulator_refuses_posts_without_the_sessions_token(env: Env) -> None:
