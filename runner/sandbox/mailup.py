@@ -19,6 +19,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.providers.mailup import DEFAULTS
+from runner.sandbox.mailup_wire import (
+    Item,
+    as_int,
+    bad_fields,
+    console_error,
+    fill,
+    oauth_error,
+    paged,
+    parse_filter,
+    quoted,
+    send_error,
+)
 from runner.sandbox.server import Emulator, Request, Response, SentMessage
 
 TOKEN_PATH = "/Authorization/OAuth/Token"
@@ -26,13 +38,8 @@ CONSOLE_PATH = "/API/v1.1/Rest/ConsoleService.svc"
 SEND_PATH = "/api/v2.0"
 
 _RECIPIENT = re.compile(r"(?:\+|00)([1-9][0-9]{6,14})")
-_SENDER = re.compile(r"[A-Za-z0-9]{1,11}")
-_FILTER_TERM = re.compile(r"Receiver\.(Contains|StartsWith|EndsWith)\('([0-9]*)'\)")
-_STATUS_TERM = re.compile(r"Status\s*==\s*([0-9])")
 _ORDER = re.compile(r"(SentDate|Receiver|Status)(?:\s+(asc|desc))?", re.I)
 _STATUS = {"delivered": 0, "queued": 1, "failed": 2}
-
-Item = dict[str, Any]
 
 
 class MailUpEmulator(Emulator):
@@ -104,26 +111,26 @@ class MailUpEmulator(Emulator):
     def _token(self, req: Request, _m: re.Match[str]) -> Response:
         ctype = req.headers.get("content-type", "")
         if not ctype.startswith("application/x-www-form-urlencoded"):
-            return _oauth_error("invalid_request", "form-encoded body expected")
+            return oauth_error("invalid_request", "form-encoded body expected")
         form = req.form()
         creds = self.credentials
         if form.get("client_id") != str(creds.get("client_id")) or form.get(
             "client_secret"
         ) != str(creds.get("client_secret")):
-            return _oauth_error("invalid_client", "client authentication failed", 401)
+            return oauth_error("invalid_client", "client authentication failed", 401)
         grant = form.get("grant_type")
         with self.lock:
             if grant == "password":
                 if form.get("username") != str(creds.get("username")) or form.get(
                     "password"
                 ) != str(creds.get("password")):
-                    return _oauth_error("invalid_grant", "wrong username or password")
+                    return oauth_error("invalid_grant", "wrong username or password")
             elif grant == "refresh_token":
                 if form.get("refresh_token") not in self._refresh:
-                    return _oauth_error("invalid_grant", "invalid refresh token")
+                    return oauth_error("invalid_grant", "invalid refresh token")
                 self._refresh.discard(form["refresh_token"])
             else:
-                return _oauth_error("unsupported_grant_type", "password or refresh_token")
+                return oauth_error("unsupported_grant_type", "password or refresh_token")
             access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
             self._access[access] = self.clock() + self.token_lifetime
             self._refresh.add(refresh)
@@ -139,13 +146,13 @@ class MailUpEmulator(Emulator):
     def _unauthorized(self, req: Request) -> Response | None:
         scheme, _, token = req.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return _console_error(401, "Unauthorized: bearer token required")
+            return console_error(401, "Unauthorized: bearer token required")
         with self.lock:
             expiry = self._access.get(token.strip())
             if expiry is None:
-                return _console_error(401, "Unauthorized: invalid access token")
+                return console_error(401, "Unauthorized: invalid access token")
             if self.clock() >= expiry:
-                return _console_error(401, "Unauthorized: access token expired")
+                return console_error(401, "Unauthorized: access token expired")
         return None
 
     # -- console ----------------------------------------------------------------
@@ -155,13 +162,13 @@ class MailUpEmulator(Emulator):
         if denied is not None:
             return denied
         if m.group(1) != str(self.credentials.get("list_id")):
-            return _console_error(404, "List not found")
+            return console_error(404, "List not found")
         with self.lock:
             items = [
-                {"idList": _int(m.group(1)), "idMessage": ident, "Subject": subject}
+                {"idList": as_int(m.group(1)), "idMessage": ident, "Subject": subject}
                 for subject, ident in sorted(self._sms.items(), key=lambda kv: kv[1])
             ]
-        return _paged(items, req)
+        return paged(items, req)
 
     def _report(self, req: Request, m: re.Match[str]) -> Response:
         denied = self._unauthorized(req)
@@ -169,27 +176,27 @@ class MailUpEmulator(Emulator):
             return denied
         with self.lock:
             if not m.group(1).isdigit() or int(m.group(1)) not in self._sms.values():
-                return _console_error(404, f"SMS message {m.group(1)[:20]} not found")
+                return console_error(404, f"SMS message {m.group(1)[:20]} not found")
             sent = [x for x in self.messages if x.extra.get("sms_id") == int(m.group(1))]
             items = [(x, self._item(x)) for x in sent]
         delivery_id = req.arg("DeliveryId")
         if delivery_id is not None:  # at most one result: no paging, no filter
             if not delivery_id.isdigit():
-                return _console_error(400, "DeliveryId must be a number")
-            return _paged([i for x, i in items if x.id == delivery_id], None)
+                return console_error(400, "DeliveryId must be a number")
+            return paged([i for x, i in items if x.id == delivery_id], None)
         filterby, orderby = req.arg("filterby"), req.arg("orderby")
         if filterby is not None:
-            keep = _parse_filter(filterby)
+            keep = parse_filter(filterby)
             if keep is None:
-                return _console_error(400, "Invalid filterby expression")
+                return console_error(400, "Invalid filterby expression")
             items = [(x, i) for x, i in items if keep(i)]
         if orderby is not None:
-            order = _ORDER.fullmatch(orderby[1:-1].strip()) if _quoted(orderby) else None
+            order = _ORDER.fullmatch(orderby[1:-1].strip()) if quoted(orderby) else None
             if order is None:
-                return _console_error(400, "Invalid orderby expression")
+                return console_error(400, "Invalid orderby expression")
             desc = (order.group(2) or "asc").lower() == "desc"
             items.sort(key=lambda xi: xi[1][order.group(1)], reverse=desc)
-        return _paged([i for _x, i in items], req)
+        return paged([i for _x, i in items], req)
 
     def _item(self, msg: SentMessage) -> Item:
         status = _STATUS[self.status_of(msg)]
@@ -219,7 +226,7 @@ class MailUpEmulator(Emulator):
                 "TotalCredits": credits,
                 "CreditsByList": [
                     {
-                        "ListId": _int(str(self.credentials.get("list_id"))),
+                        "ListId": as_int(str(self.credentials.get("list_id"))),
                         "Credit": credits,
                     }
                 ],
@@ -235,41 +242,41 @@ class MailUpEmulator(Emulator):
     def _send(self, req: Request, m: re.Match[str]) -> Response:
         creds = self.credentials
         if m.group(1) != str(creds.get("account_id")):
-            return _send_error(403, "250", "Access denied")
+            return send_error(403, "250", "Access denied")
         if m.group(2) != str(creds.get("list_id")):
-            return _send_error(400, "104", "List not found")
+            return send_error(400, "104", "List not found")
         try:
             body = req.json()
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            return _send_error(400, "100", "Invalid request")
+            return send_error(400, "100", "Invalid request")
         if not body.get("ListGuid"):
-            return _send_error(400, "101", "ListGuid is required")
+            return send_error(400, "101", "ListGuid is required")
         if body["ListGuid"] != str(creds.get("list_guid")):
-            return _send_error(400, "102", "Invalid ListGuid")
+            return send_error(400, "102", "Invalid ListGuid")
         if body.get("ListSecret") != str(creds.get("list_secret")):
-            return _send_error(400, "103", "Invalid ListSecret")
-        problem = _bad_fields(body)
+            return send_error(400, "103", "Invalid ListSecret")
+        problem = bad_fields(body)
         if problem:
-            return _send_error(400, "100", problem)
+            return send_error(400, "100", problem)
         if not body.get("Recipient"):
-            return _send_error(400, "105", "Recipient is required")
+            return send_error(400, "105", "Recipient is required")
         number = _RECIPIENT.fullmatch(str(body["Recipient"]))
         if number is None:
-            return _send_error(400, "106", "Invalid Recipient")
-        text = _fill(body["Content"], body.get("DynamicFields") or [])
+            return send_error(400, "106", "Invalid Recipient")
+        text = fill(body["Content"], body.get("DynamicFields") or [])
         unicode = body.get("isUnicode", 0) == 1
         limit = self.credentials.get("max_length_unicode" if unicode else "max_length")
         if len(text) > int(
             limit or DEFAULTS["max_length_unicode" if unicode else "max_length"]
         ):
-            return _send_error(400, "107", "Content too long")
+            return send_error(400, "107", "Content too long")
         sender = body.get("Sender")
         if sender is not None and sender not in self.certified:
-            return _send_error(403, "207", "Sender not certified")
+            return send_error(403, "207", "Sender not certified")
         if number.group(1) in self.opted_out:
-            return _send_error(403, "206", "Recipient opted out")
+            return send_error(403, "206", "Recipient opted out")
         return self._accept(number.group(1), text, sender, body, unicode)
 
     def _accept(
@@ -284,7 +291,7 @@ class MailUpEmulator(Emulator):
                 to, text, sender, campaign_code=code, sms_id=sms_id, unicode=unicode
             )
             if msg is None:
-                return _send_error(403, "205", "NO CREDITS")
+                return send_error(403, "205", "NO CREDITS")
             self._sms.setdefault(code, sms_id)
         return Response.json(
             {
@@ -294,120 +301,3 @@ class MailUpEmulator(Emulator):
                 "State": "DONE",
             }
         )
-
-
-def _bad_fields(body: Item) -> str | None:
-    """The send body's field types (documented: Content, CampaignCode,
-    DynamicFields [{N, V}], isUnicode 0/1, Sender max 11 alphanumerics)."""
-    if not isinstance(body.get("Content"), str) or not body["Content"]:
-        return "Content is required"
-    if "CampaignCode" in body and not isinstance(body["CampaignCode"], str):
-        return "Invalid CampaignCode"
-    if body.get("isUnicode", 0) not in (0, 1) or isinstance(body.get("isUnicode"), bool):
-        return "isUnicode must be 0 or 1"
-    fields = body.get("DynamicFields")
-    if fields is not None and not (
-        isinstance(fields, list)
-        and all(isinstance(f, dict) and isinstance(f.get("N"), str) for f in fields)
-    ):
-        return "Invalid DynamicFields"
-    sender = body.get("Sender")
-    if sender is not None and not (isinstance(sender, str) and _SENDER.fullmatch(sender)):
-        return "Invalid Sender"
-    return None
-
-
-def _fill(content: str, fields: list[Item]) -> str:
-    """DynamicFields replace their ``[N]`` placeholders in the content."""
-    for f in fields:
-        content = content.replace(f"[{f['N']}]", str(f.get("V", "")))
-    return content
-
-
-def _paged(items: list[Item], req: Request | None) -> Response:
-    """The console's list answer; unpaged (no pageSize/pageNumber) as in the doc."""
-    size_arg = req.arg("pageSize") if req else None
-    number_arg = req.arg("pageNumber") if req else None
-    if size_arg is None and number_arg is None:
-        return Response.json(
-            {
-                "IsPaginated": False,
-                "Items": items,
-                "PageNumber": 0,
-                "PageSize": 0,
-                "Skipped": 0,
-                "TotalElementsCount": 0,
-            }
-        )
-    size, number = _int(size_arg or "20"), _int(number_arg or "0")
-    if not isinstance(size, int) or not isinstance(number, int) or size < 1 or number < 0:
-        return _console_error(400, "Invalid paging parameters")
-    return Response.json(
-        {
-            "IsPaginated": True,
-            "Items": items[number * size : (number + 1) * size],
-            "PageNumber": number,
-            "PageSize": size,
-            "Skipped": number * size,
-            "TotalElementsCount": len(items),
-        }
-    )
-
-
-def _parse_filter(expr: str) -> Callable[[Item], bool] | None:
-    """``"Receiver.Contains('39...')"``, StartsWith/EndsWith, ``Status==N``,
-    joined with ``&&``; the expression in double quotes as documented."""
-    if not _quoted(expr):
-        return None
-    terms: list[tuple[str, str]] = []
-    for term in re.split(r"\s*&&\s*|\s+and\s+", expr[1:-1].strip(), flags=re.I):
-        r = _FILTER_TERM.fullmatch(term)
-        s = _STATUS_TERM.fullmatch(term)
-        if r is not None:
-            terms.append((r.group(1), r.group(2)))
-        elif s is not None:
-            terms.append(("Status", s.group(1)))
-        else:
-            return None
-
-    def keep(item: Item) -> bool:
-        receiver = str(item["Receiver"])
-        checks = {
-            "Contains": lambda v: v in receiver,
-            "StartsWith": receiver.startswith,
-            "EndsWith": receiver.endswith,
-            "Status": lambda v: str(item["Status"]) == v,
-        }
-        return all(checks[op](value) for op, value in terms)
-
-    return keep
-
-
-def _quoted(expr: str) -> bool:
-    return len(expr) >= 2 and expr[0] == expr[-1] == '"'
-
-
-def _int(text: str) -> int | str:
-    return int(text) if text.isdigit() else text
-
-
-def _console_error(status: int, description: str) -> Response:
-    return Response.json(
-        {
-            "ErrorCode": str(status),
-            "ErrorDescription": description,
-            "ErrorName": "Unauthorized" if status == 401 else "Error",
-            "ErrorStack": None,
-        },
-        status,
-    )
-
-
-def _send_error(status: int, code: str, description: str) -> Response:
-    return Response.json(
-        {"Data": None, "Code": code, "Description": description, "State": "ERROR"}, status
-    )
-
-
-def _oauth_error(error: str, description: str, status: int = 400) -> Response:
-    return Response.json({"error": error, "error_description": description}, status)

@@ -33,7 +33,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
@@ -42,6 +42,7 @@ from lxml import etree
 
 from runner.providers.ogangi import DEFAULTS
 from runner.providers.ogangi_url import install_log_mask
+from runner.sandbox.ogangi_xml import NOT_XML, answer, digits, message
 from runner.sandbox.server import Emulator, Request, Response, SentMessage
 
 FIRST_ID = -8174720676710228700  # the documents' example message id
@@ -53,7 +54,6 @@ _PARAMS = {  # method path -> its number of path parameters (sendMT: +1 with fla
     "tools/getMOMessages": (4,),
 }
 _SEARCH_KEYS = ("from", "to", "keyword", "carrier", "order")
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _CODE = re.compile(r"[0-9]{3,15}")
 
 
@@ -121,8 +121,8 @@ class OgangiEmulator(Emulator):
         """Store an incoming message (a user's reply) as getMOMessages will list it."""
         keyword = str(self._opt("mo_keyword"))
         mo = MO(
-            _digits(from_),
-            _digits(to) or to,
+            digits(from_),
+            digits(to) or to,
             text,
             carrier,
             self.clock() if at is None else at,
@@ -152,7 +152,7 @@ class OgangiEmulator(Emulator):
         name = method.rsplit("/", 1)[-1]
         params = [unquote(s) for s in raw[:-2]]
         if not self._authentic(raw, params):
-            return _answer(name, "BAD_SIGNATURE", "Invalid signature, access denied")
+            return answer(name, "BAD_SIGNATURE", "Invalid signature, access denied")
         try:
             if method == "tools/sendSMS":
                 return self._send(name, params[2], params[1], params[3], params[4], True)
@@ -166,7 +166,7 @@ class OgangiEmulator(Emulator):
                 return self._fire_json(body)
             return self._fire(params)
         except _Fail as e:
-            return _answer(name, e.status, e.description)
+            return answer(name, e.status, e.description)
 
     def _authentic(self, raw: list[str], params: list[str]) -> bool:
         creds = self.credentials
@@ -200,10 +200,10 @@ class OgangiEmulator(Emulator):
         result = etree.Element("result")
         messages = etree.SubElement(result, "messages")
         status, msg = self._accept(to, body, sender, carrier=carrier, method=name)
-        _message(messages, msg, sender, to, body, status, carrier, self._zone_name())
+        message(messages, msg, sender, to, body, status, carrier, self._zone_name())
         # sendMT documents no result: only a refusal comes with the message's status
         quiet = name == "sendMT" and msg is not None
-        return _answer(name, "OK", "Completed", None if quiet else result)
+        return answer(name, "OK", "Completed", None if quiet else result)
 
     def _accept(
         self, to: bytes, body: bytes, sender: str, **extra: Any
@@ -217,7 +217,7 @@ class OgangiEmulator(Emulator):
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             return "BAD_ENCODING", None
-        if not text or _NOT_XML.search(text):
+        if not text or NOT_XML.search(text):
             return "BAD_ENCODING", None
         msg = self.accept(number, text, sender, **extra)
         return ("NOT_ENOUGH_FUNDS", None) if msg is None else ("SENT_TO_CARRIER", msg)
@@ -238,14 +238,14 @@ class OgangiEmulator(Emulator):
         result = etree.Element("result")
         confirmation = etree.SubElement(result, "PinSMSConfirmation")
         etree.SubElement(confirmation, "pin").text = pin
-        return _answer("sendSMSPinMobileNumberConfirm", "OK", "Completed", result)
+        return answer("sendSMSPinMobileNumberConfirm", "OK", "Completed", result)
 
     # -- incoming ----------------------------------------------------------------------
 
     def _fire(self, params: list[str]) -> Response:
         number, text = params[1], self._b64(params[2], "text")
         self._fire_mo(number, text)
-        return _answer("activateCampaign", "OK", "Completed")  # the documented input
+        return answer("activateCampaign", "OK", "Completed")  # the documented input
 
     def _fire_json(self, body: Any) -> Response:
         if not isinstance(body, dict):
@@ -258,7 +258,7 @@ class OgangiEmulator(Emulator):
         for tag, value in (("id", len(self.mo)), ("mobileNumber", mo.from_)):
             etree.SubElement(result, tag).text = str(value)
         etree.SubElement(result, "text").text = mo.text
-        return _answer("fireMessage", "OK", "Completed", result)
+        return answer("fireMessage", "OK", "Completed", result)
 
     def _fire_mo(self, number: str, body: bytes) -> MO:
         digits = self._number(number.encode())
@@ -266,7 +266,7 @@ class OgangiEmulator(Emulator):
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             text = ""
-        if digits is None or not text or _NOT_XML.search(text):
+        if digits is None or not text or NOT_XML.search(text):
             raise _Fail("ERROR", "Internal error: invalid mobile number or text")
         return self.add_mo(digits, str(self.credentials.get("sender") or "0"), text)
 
@@ -299,7 +299,7 @@ class OgangiEmulator(Emulator):
                 ("sendDate", when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]),
             ):
                 etree.SubElement(item, tag).text = value
-        return _answer("getMOMessages", "OK", "Completed", result)
+        return answer("getMOMessages", "OK", "Completed", result)
 
     def _search(self, value: str) -> tuple[Callable[[MO], bool], bool]:
         """The inline search string: ``from=..&to=..&keyword=..&carrier=..&order=..``."""
@@ -322,8 +322,8 @@ class OgangiEmulator(Emulator):
             patterns = [re.compile(p, re.I | re.S) for p in filters.get("keyword", [])]
         except re.error:
             raise _Fail("ERROR", "Internal error: invalid keyword expression") from None
-        senders = {_digits(v) for v in filters.get("from", [])}
-        receivers = {_digits(v) for v in filters.get("to", [])}
+        senders = {digits(v) for v in filters.get("from", [])}
+        receivers = {digits(v) for v in filters.get("to", [])}
         carriers = {c.lower() for c in filters.get("carrier", [])}
 
         def keep(mo: MO) -> bool:
@@ -370,74 +370,3 @@ class OgangiEmulator(Emulator):
 
     def _zone_name(self) -> str:
         return str(self.zone)
-
-
-def _message(
-    parent: etree._Element,
-    msg: SentMessage | None,
-    sender: str,
-    to: bytes,
-    body: bytes,
-    status: str,
-    carrier: str,
-    zone: str,
-) -> None:
-    """The documented ``message`` object (ids only for accepted messages)."""
-    item = etree.SubElement(parent, "message")
-    fields: list[tuple[str, str]] = []
-    if msg is not None:
-        fields.append(("id", msg.id))
-    when = datetime.fromtimestamp(msg.at if msg else time.time(), ZoneInfo(zone))
-    fields += [
-        ("carrierName", "carrierName" if carrier == "null" else carrier),
-        ("from", sender),
-        ("to", _clean(to.decode("utf-8", "replace"))),
-        ("text", _clean(msg.text) if msg else ""),
-        ("status", status),
-        ("statusDescription", _DESCRIPTIONS.get(status, status)),
-        ("encoding", "UTF-8"),
-        ("date", _java_date(when)),
-        ("timezone", zone),
-        ("clientId", "As223sdadq8d8287v5v"),  # the example's
-    ]
-    for tag, value in fields:
-        etree.SubElement(item, tag).text = value
-
-
-_DESCRIPTIONS = {
-    "SENT_TO_CARRIER": "Sent to Carrier",
-    "BAD_TO": "Invalid destination number",
-    "BAD_FROM": "Invalid origination code",
-    "BAD_ENCODING": "Invalid message encoding",
-    "NOT_ENOUGH_FUNDS": "Not enough funds",
-}
-
-
-def _answer(
-    name: str, status: str, description: str, result: etree._Element | None = None
-) -> Response:
-    root = etree.Element("response")
-    etree.SubElement(root, "input").text = name
-    etree.SubElement(root, "status").text = status
-    etree.SubElement(root, "description").text = description
-    if result is not None:
-        root.append(result)
-    body = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
-    return Response(200, body, "application/xml; charset=utf-8")
-
-
-def _java_date(when: datetime) -> str:
-    """yyyy-MM-dd'T'HH:mm:ss.SSSZZ, e.g. 2013-09-17T10:13:59.176-04:30."""
-    offset = when.utcoffset() or timedelta(0)
-    sign = "-" if offset < timedelta(0) else "+"
-    minutes = abs(int(offset.total_seconds())) // 60
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-    return f"{stamp}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def _clean(text: str) -> str:
-    return _NOT_XML.sub("\ufffd", text)
-
-
-def _digits(number: str) -> str:
-    return re.sub(r"\D", "", number)
