@@ -189,7 +189,8 @@ def write_campaign(
 
 def run_runner(campaign: Path, state: Path) -> dict[str, Any]:
     """Run the campaign in this process; returns send-phase figures from the journal."""
-    from runner.commands.run import Settings, run_file
+    from runner.commands.run import run_file
+    from runner.commands.session import Settings
     from runner.engine.context import RunOptions
     from runner.journal.journal import Journal
 

@@ -67,7 +67,16 @@ class CampaignError(RunnerError):
 
 
 class TemplateError(RunnerError):
-    """A template failed to render for a recipient, or tried to escape the sandbox."""
+    """A template failed to render for a recipient, or tried to escape the sandbox.
+
+    ``problem`` is the same for every recipient the same mistake hits
+    (``template 'promo' variant 'en': undefined variable 'nmae'``), so failures
+    can be counted by cause; the message adds which recipient.
+    """
+
+    def __init__(self, message: str, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 class RecipientError(RunnerError):

@@ -170,6 +170,7 @@ def _formatter(tz: tzinfo, default: str) -> Callable[..., str]:
 class Rendered:
     text: str
     segmentation: Segmentation
+    variant: str | None = None  # which of the template's variants, if it has them
 
 
 _UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
@@ -225,26 +226,29 @@ class Renderer:
         compiled = self._compiled.get(template)
         if compiled is None:
             raise TemplateError(f"no template named {template!r}")
+        variant, t = compiled.pick(recipient)
+        name = f"template {template!r}" + (f" variant {variant!r}" if variant else "")
         try:
-            t = compiled.pick(recipient)
             # Template.render() copies the environment globals (a ChainMap) into
             # every context, a third of the time of a short text; ours has them
             # (what Template.new_context(vars, shared=True) does, one call less).
             ctx = self._context_class(self.env, self.context(recipient), t.name, t.blocks)
             text = "".join(t.root_render_func(ctx))
         except (jinja2.TemplateError, *_DATA_ERRORS) as e:
+            problem = describe(e)
             raise TemplateError(
-                f"template {template!r} {describe(e)} for {where(recipient)}"
+                f"{name} {problem} for {where(recipient)}", f"{name}: {problem}"
             ) from e
         seg = count_segments(text)
         if seg.segments > self._max_segments:
             chars = f", because of {_quote(seg.non_gsm)}" if seg.non_gsm else ""
             raise TemplateError(
-                f"template {template!r} is {seg.segments} segments ({seg.encoding}"
+                f"{name} is {seg.segments} segments ({seg.encoding}"
                 f"{chars}) for {where(recipient)}, over max_segments "
-                f"{self._max_segments}"
+                f"{self._max_segments}",
+                f"{name}: over max_segments {self._max_segments}",
             )
-        return Rendered(text, seg)
+        return Rendered(text, seg, variant)
 
     def evaluate(self, expression: str, context: Mapping[str, Any]) -> Any:
         """The value of a Jinja expression (``where``, ``when``, ``min``), cached."""
@@ -273,6 +277,7 @@ class _Compiled:
         self.variants: dict[str, jinja2.Template] = {}
         self.text: jinja2.Template | None = None
         self.default: jinja2.Template | None = None
+        self.default_key: str | None = None
         current = ""
         try:
             if template.variants:
@@ -280,6 +285,7 @@ class _Compiled:
                     current = key
                     self.variants[key] = env.from_string(text)
                 if template.default is not None:
+                    self.default_key = template.default
                     self.default = self.variants.get(template.default)
                     if self.default is None:
                         raise TemplateError(
@@ -292,19 +298,23 @@ class _Compiled:
             variant = f" variant {current!r}" if current else ""
             raise TemplateError(f"template {self.name!r}{variant} {describe(e)}") from e
 
-    def pick(self, recipient: Recipient) -> jinja2.Template:
+    def pick(self, recipient: Recipient) -> tuple[str | None, jinja2.Template]:
+        """The variant's key (None without variants) and its compiled text."""
         if self.text is not None:
-            return self.text
+            return None, self.text
         assert self.by is not None
         value = recipient.fields.get(self.by)
         key = value.strip() if type(value) is str else "" if value is None else str(value)
-        chosen = self.variants.get(key, self.default)
-        if chosen is None:
+        chosen = self.variants.get(key)
+        if chosen is not None:
+            return key, chosen
+        if self.default is None:
+            problem = f"no variant for {self.by}={key!r} and no default"
             raise TemplateError(
-                f"template {self.name!r} has no variant for {self.by}={key!r} and no "
-                f"default, for {where(recipient)}"
+                f"template {self.name!r} has {problem}, for {where(recipient)}",
+                f"template {self.name!r}: {problem}",
             )
-        return chosen
+        return self.default_key, self.default
 
 
 _EXTENSION = "".join(sorted(GSM7_EXTENSION))

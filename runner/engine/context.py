@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from runner.audience.recipient import RecipientStats
 from runner.engine.ratelimit import RateLimiter
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
@@ -19,6 +20,8 @@ from runner.model.campaign import Campaign
 from runner.providers.base import Provider
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+# messages whose outcome is unknown are left: a person must decide (``retry``)
+EXIT_UNSETTLED = 4
 
 
 @dataclass(frozen=True)
@@ -30,11 +33,16 @@ class RunOptions:
     resend_unknown: bool = False
     show_phones: bool = False
     max_poll_interval: float | None = None  # rehearsals on the sandbox poll faster
+    # only these steps are carried out (a retry); the others keep their results
+    only_steps: frozenset[str] | None = None
+    # what a command given to people must add to name this journal and mode,
+    # e.g. " --state /var/lib/x.db --sandbox"
+    command_args: str = ""
 
 
 @dataclass
 class StepResult:
-    status: str  # succeeded | failed | skipped | paused
+    status: str  # succeeded | failed | unsettled | skipped | paused | interrupted
     message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
     resume_at: datetime | None = None  # paused: when to continue
@@ -53,8 +61,11 @@ class RunContext:
     options: RunOptions
     stop: threading.Event
     results: dict[str, StepResult] = field(default_factory=dict)
-    recipient_stats: Any = None  # RecipientStats of the last plan
+    recipient_stats: RecipientStats | None = None  # of the last plan
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # the campaign file changed since the run's messages were planned: what was
+    # never called is rendered again
+    rerender: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.audience.encoding import needs_ucs2
+from runner.engine.backoff import Breaker, backoff
 from runner.engine.ratelimit import RateLimiter
-from runner.engine.retry import Breaker, backoff
 from runner.engine.tally import Tally
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal

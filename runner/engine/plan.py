@@ -1,17 +1,59 @@
 """Planning a send: every rendered message recorded ``queued`` before any call.
 
-A recipient whose template failed is recorded ``failed`` at once and never
-sent. Planning is idempotent, so a resumed step plans only what is missing.
+A recipient whose template failed is recorded ``failed`` (``template``, its
+cause in ``error_code``) and never sent. Planning is idempotent, so a resumed
+step plans only what is missing; after the campaign file changed, ``rerender``
+also renders again what was never called, and cancels the queued messages of
+recipients who are no longer in the list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
 
+from runner.audience.recipient import RecipientStats
+from runner.audience.recipients import iter_recipients
+from runner.audience.templates import Renderer
+from runner.errors import TemplateError
 from runner.journal.journal import Journal
 from runner.journal.writer import Planned
+from runner.model.campaign import Campaign
 
 PLAN_BATCH = 2000
+NEVER_CALLED = frozenset({"queued"})
+
+
+class Rendering(NamedTuple):
+    """One recipient's message, or why it could not be rendered."""
+
+    phone: str
+    row: int | None
+    text: str | None
+    segments: int
+    error: TemplateError | None = None
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    added: int = 0
+    rerendered: int = 0
+    dropped: int = 0  # queued messages of recipients no longer in the list
+
+
+def renderings(
+    campaign: Campaign, template: str, stats: RecipientStats | None = None
+) -> Iterator[Rendering]:
+    """The campaign's recipients, each with its message of ``template``."""
+    renderer = Renderer(campaign)
+    for r in iter_recipients(campaign, stats):
+        try:
+            out = renderer.render(template, r)
+        except TemplateError as e:
+            yield Rendering(r.phone, r.row, None, 0, e)
+            continue
+        yield Rendering(r.phone, r.row, out.text, out.segmentation.segments)
 
 
 def plan(
@@ -19,45 +61,73 @@ def plan(
     run_id: str,
     step_id: str,
     provider: str,
-    messages: Iterable[tuple[str, int | None, str | None, int, str | None]],
-) -> int:
-    """Record ``(phone, row, text, segments, error)`` tuples not yet in the journal.
-
-    A tuple with an error (the template failed for that recipient) is recorded
-    ``failed`` at once: nothing will be sent to it. Returns how many were added.
-    Idempotent: a resumed plan skips phones already recorded for the step.
-    """
+    messages: Iterable[Rendering],
+    *,
+    rerender: bool = False,
+) -> PlanResult:
+    """Record the messages not yet in the journal (with ``rerender``, replace the
+    text of those never called too); returns what changed."""
     known = journal.message_states(run_id, step_id)
     seq = journal.max_seq(run_id, step_id)
-    batch: list[Planned] = []
-    added = 0
-    for phone, row, text, segments, error in messages:
-        if phone in known:
+    writer = journal.writer
+    new: list[Planned] = []
+    again: list[Planned] = []
+    seen: set[str] = set()
+    added = rerendered = 0
+    for m in messages:
+        state = known.get(m.phone)
+        if state is not None and not rerender:
             continue
-        known[phone] = "queued"
-        seq += 1
-        batch.append(
-            Planned(
-                run_id,
-                step_id,
-                phone,
-                seq,
-                provider,
-                text or "",
-                segments,
-                row,
-                status="failed" if error else "queued",
-                error_kind="template" if error else None,
-                error_detail=error,
-            )
-        )
-        if len(batch) >= PLAN_BATCH:
+        if rerender:
+            if m.phone in seen:
+                continue
+            seen.add(m.phone)
+            if state is not None and state not in NEVER_CALLED and state != "failed":
+                continue
+        if state is None:
+            seq += 1
+            new.append(_planned(run_id, step_id, provider, m, seq))
+            known[m.phone] = "queued"
+        else:
+            again.append(_planned(run_id, step_id, provider, m, 0))
+        if len(new) >= PLAN_BATCH:
             # inserted by the writer thread while the next batch renders
-            journal.writer.plan(batch, wait=False)
-            added += len(batch)
-            batch = []
-    if batch:
-        journal.writer.plan(batch, wait=False)
-        added += len(batch)
-    journal.writer.flush()  # every row committed (or the error raised) before a call
-    return added
+            writer.plan(new, wait=False)
+            added += len(new)
+            new = []
+        if len(again) >= PLAN_BATCH:
+            writer.plan(again, wait=False, rerender=True)
+            rerendered += len(again)
+            again = []
+    if new:
+        writer.plan(new, wait=False)
+        added += len(new)
+    if again:
+        writer.plan(again, wait=False, rerender=True)
+        rerendered += len(again)
+    writer.flush()  # every row committed (or the error raised) before a call
+    dropped = 0
+    if rerender:
+        gone = [p for p, s in known.items() if s in NEVER_CALLED and p not in seen]
+        dropped = journal.cancel(
+            run_id, step_id, gone, "no longer in the recipients when the run resumed"
+        )
+    return PlanResult(added, rerendered, dropped)
+
+
+def _planned(run_id: str, step_id: str, provider: str, m: Rendering, seq: int) -> Planned:
+    error = m.error
+    return Planned(
+        run_id,
+        step_id,
+        m.phone,
+        seq,
+        provider,
+        m.text or "",
+        m.segments,
+        m.row,
+        status="failed" if error else "queued",
+        error_kind="template" if error else None,
+        error_code=error.problem if error else None,
+        error_detail=str(error) if error else None,
+    )

@@ -8,15 +8,19 @@ timing only through runner.engine.scheduler.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from runner.audience.fingerprint import changes, fingerprint
 from runner.engine.conditions import condition
 from runner.engine.context import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_UNSETTLED,
     RunContext,
     RunOptions,
     RunResult,
@@ -79,8 +83,11 @@ class CampaignRun:
 
     def _schedule(self, index: int, prev_end: datetime) -> None:
         steps = self.ctx.campaign.steps
+        only = self.ctx.options.only_steps
+        while only is not None and index < len(steps) and steps[index].id not in only:
+            index += 1  # a retry: the other steps keep what they came to
         if index >= len(steps):
-            self._finish(self.exit_code, "succeeded" if self.exit_code == 0 else "failed")
+            self._finish(*outcome(self.ctx.results.values()))
             return
         step = steps[index]
         now = self.ctx.clock()
@@ -145,7 +152,7 @@ class CampaignRun:
             return
         if ctx.stop.is_set() and result.status in ("paused", "interrupted"):
             ctx.journal.finish_step(
-                ctx.run_id, step.id, "interrupted", result.detail, step.kind
+                ctx.run_id, step.id, "interrupted", result.detail, step.kind, index
             )
             ctx.log.emit(
                 "step.finished",
@@ -162,6 +169,7 @@ class CampaignRun:
             result.status,
             {**result.detail, "message": result.message},
             step.kind,
+            index,
         )
         ctx.log.emit(
             "step.finished",
@@ -171,20 +179,30 @@ class CampaignRun:
             message=result.message,
             **result.detail,
         )
-        if result.status == "failed":
-            self.exit_code = EXIT_FAILED
-            if step.on_failure == "abort":
-                self._finish(EXIT_FAILED, "failed")
-                return
+        if result.status == "failed" and step.on_failure == "abort":
+            self._finish(EXIT_FAILED, "failed")
+            return
         self._schedule(index + 1, ctx.clock())
 
     def _execute(self, step: Step) -> StepResult:
         ctx = self.ctx
         if step.when is not None and not condition(ctx, step.when):
             return StepResult("skipped", f"when: {step.when!r} is false")
-        ctx.journal.start_step(ctx.run_id, step.id, step.kind)
+        position = ctx.campaign.steps.index(step)
+        ctx.journal.start_step(ctx.run_id, step.id, step.kind, position)
         ctx.log.emit("step.started", ctx.run_id, step.id, kind=step.kind)
         return EXECUTORS[step.kind](ctx, step)
+
+
+def outcome(results: Iterable[StepResult]) -> tuple[int, str]:
+    """A run's exit code and status from its steps' results: failed over
+    unsettled over succeeded."""
+    statuses = {r.status for r in results}
+    if "failed" in statuses:
+        return EXIT_FAILED, "failed"
+    if "unsettled" in statuses:
+        return EXIT_UNSETTLED, "unsettled"
+    return EXIT_OK, "succeeded"
 
 
 def build_limiters(providers: Mapping[str, Provider]) -> dict[str, RateLimiter]:
@@ -204,17 +222,33 @@ def run_campaign(
     options: RunOptions,
     stop: threading.Event | None = None,
     clock: Callable[[], datetime] | None = None,
+    sandbox: str | None = None,
 ) -> RunResult:
-    """Run (or resume) ``campaign``; blocks until it finishes, fails or is stopped."""
+    """Run (or resume) ``campaign``; blocks until it finishes, fails or is stopped.
+
+    ``sandbox`` is the address of the emulators a rehearsal sends to: the run is
+    recorded as one (the caller checks a resumed run is of the same kind).
+    """
     stop = stop or threading.Event()
     first, prev_end = 0, datetime.now(UTC)
+    prints = fingerprint(campaign)
+    changed: list[str] = []
     if options.resume:
         run_id = options.resume
-        journal.reopen_run(run_id)
+        stored = journal.get_run(run_id) or {}
+        changed = changes(json.loads(stored.get("fingerprint") or "{}"), prints)
+        journal.reopen_run(run_id, sandbox)
+        if changed:
+            journal.set_fingerprint(run_id, prints)
+            log.emit("run.changed", run_id, campaign=campaign.name, changed=changed)
         done = journal.step_status(run_id)
         for i, s in enumerate(campaign.steps):
             state = done.get(s.id)
-            if state and state["status"] in ("succeeded", "skipped"):
+            if (
+                state
+                and state["status"] in ("succeeded", "skipped")
+                and not (options.only_steps and s.id in options.only_steps)
+            ):
                 first = i + 1
                 if state["finished_at"]:
                     prev_end = datetime.fromisoformat(state["finished_at"])
@@ -228,7 +262,11 @@ def run_campaign(
         )
     else:
         run_id = journal.start_run(
-            campaign.name, str(campaign.path), dataclasses.asdict(options)
+            campaign.name,
+            str(campaign.path),
+            _recorded(options),
+            sandbox=sandbox,
+            fingerprint=prints,
         )
         log.emit(
             "run.started",
@@ -236,6 +274,7 @@ def run_campaign(
             campaign=campaign.name,
             path=str(campaign.path),
             dry_run=options.dry_run,
+            mode="sandbox" if sandbox else "real",
         )
     ctx = RunContext(
         campaign=campaign,
@@ -247,6 +286,7 @@ def run_campaign(
         options=options,
         stop=stop,
         clock=clock or (lambda: datetime.now(UTC)),
+        rerender=bool(changed),
     )
     if options.resume:
         for sid, state in journal.step_status(run_id).items():
@@ -255,3 +295,10 @@ def run_campaign(
     run.start(first, prev_end)
     code = run.wait()
     return RunResult(run_id, code, ctx.results)
+
+
+def _recorded(options: RunOptions) -> dict[str, Any]:
+    """The options a resumed run (the daemon's) starts from again."""
+    kept = dataclasses.asdict(options)
+    kept.pop("only_steps", None)
+    return kept

@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Tally:
-    """Live counters of one dispatch, shared by the workers (guarded by ``lock``)."""
+    """Live counters of one send step, shared by the workers (guarded by ``lock``).
+
+    Messages, not attempts: ``done`` counts each message once, whatever its
+    retries, and a message whose unknown outcome is settled moves from
+    ``unknown`` to ``sent`` (or back to waiting, when it is queued again).
+    """
 
     sent: int = 0
     unknown: int = 0
@@ -27,6 +32,12 @@ class Tally:
     def fail(self, reason: str) -> None:
         with self.lock:
             self.failed[reason] += 1
+
+    def settle(self, *, sent: int, requeued: int) -> None:
+        """A report settled ``sent`` unknown outcomes and queued ``requeued`` again."""
+        with self.lock:
+            self.unknown = max(0, self.unknown - sent - requeued)
+            self.sent += sent
 
     @property
     def done(self) -> int:

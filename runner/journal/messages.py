@@ -8,8 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runner.journal.store import Store
-from runner.journal.tables import messages
+from runner.journal.store import Store, now_iso
+from runner.journal.tables import message_history, messages
 
 
 class MessageRecords(Store):
@@ -47,19 +47,104 @@ class MessageRecords(Store):
         with self.connect() as conn:
             return [tuple(r) for r in conn.execute(q)]
 
-    def requeue(self, run_id: str, step_id: str, statuses: Sequence[str]) -> int:
-        """Put messages back to ``queued`` (``--resend-unknown``: the user's choice)."""
+    def resend(
+        self,
+        run_id: str,
+        step_id: str,
+        statuses: Sequence[str],
+        reason: str,
+        *,
+        phones: Sequence[str] | None = None,
+        error_kinds: Sequence[str] | None = None,
+        provider: str | None = None,
+    ) -> int:
+        """Queue messages again (a retry, a resend of unknown outcomes, a report
+        that shows one was never sent), keeping each earlier outcome in
+        ``message_history`` with ``reason``. Returns how many."""
+        where = [
+            messages.c.run_id == run_id,
+            messages.c.step_id == step_id,
+            messages.c.status.in_(list(statuses)),
+        ]
+        if phones is not None:
+            where.append(messages.c.phone.in_(list(phones)))
+        if error_kinds is not None:
+            where.append(messages.c.error_kind.in_(list(error_kinds)))
+        archived = sa.select(
+            messages.c.run_id,
+            messages.c.step_id,
+            messages.c.phone,
+            sa.literal(now_iso()),
+            sa.literal(reason),
+            messages.c.status,
+            messages.c.provider,
+            messages.c.attempts,
+            messages.c.provider_message_id,
+            messages.c.error_kind,
+            messages.c.error_code,
+            messages.c.error_detail,
+            messages.c.sent_at,
+        ).where(*where)
+        columns = [
+            "run_id",
+            "step_id",
+            "phone",
+            "at",
+            "reason",
+            "status",
+            "provider",
+            "attempts",
+            "provider_message_id",
+            "error_kind",
+            "error_code",
+            "error_detail",
+            "sent_at",
+        ]
+        values: dict[str, Any] = {
+            "status": "queued",
+            "provider_message_id": None,
+            "provider_status": None,
+            "error_kind": None,
+            "error_code": None,
+            "error_detail": None,
+            "sent_at": None,
+        }
+        if provider is not None:
+            values["provider"] = provider
+        with self.connect() as conn:
+            conn.execute(message_history.insert().from_select(columns, archived))
+            res = conn.execute(messages.update().where(*where).values(**values))
+            return int(res.rowcount)
+
+    def cancel(
+        self, run_id: str, step_id: str | None, phones: Sequence[str] | None, why: str
+    ) -> int:
+        """Queued messages that will never be sent become ``cancelled``."""
+        where = [messages.c.run_id == run_id, messages.c.status == "queued"]
+        if step_id is not None:
+            where.append(messages.c.step_id == step_id)
+        if phones is not None:
+            if not phones:
+                return 0
+            where.append(messages.c.phone.in_(list(phones)))
         with self.connect() as conn:
             res = conn.execute(
                 messages.update()
-                .where(
-                    messages.c.run_id == run_id,
-                    messages.c.step_id == step_id,
-                    messages.c.status.in_(list(statuses)),
-                )
-                .values(status="queued")
+                .where(*where)
+                .values(status="cancelled", error_kind="cancelled", error_detail=why)
             )
             return int(res.rowcount)
+
+    def history_of(self, run_id: str, step_id: str, phone: str) -> list[dict[str, Any]]:
+        """A message's earlier outcomes, oldest first."""
+        h = message_history
+        with self.connect() as conn:
+            rows = conn.execute(
+                sa.select(h)
+                .where(h.c.run_id == run_id, h.c.step_id == step_id, h.c.phone == phone)
+                .order_by(h.c.id)
+            ).mappings()
+            return [dict(r) for r in rows]
 
     def max_seq(self, run_id: str, step_id: str) -> int:
         with self.connect() as conn:
@@ -130,7 +215,11 @@ class MessageRecords(Store):
         message_id: str | None,
         detail: str,
     ) -> None:
-        """Settle an ``unknown`` message from the provider's own record."""
+        """Settle an ``unknown`` message from the provider's own record: ``sent``,
+        or ``queued`` again (its unknown outcome kept in its history)."""
+        if status == "queued":
+            self.resend(run_id, step_id, ["unknown"], detail, phones=[phone])
+            return
         with self.connect() as conn:
             conn.execute(
                 messages.update()

@@ -1,17 +1,116 @@
 """Ordered, named schema migrations; each runs once and is recorded.
 
-A journal created by any release upgrades in place: a migration is added at
-the end, never edited once released.
+A journal created by any release upgrades in place: a migration is appended,
+never edited once released, and states its own DDL (the first one is the first
+release's tables, frozen here) so that a new journal and an upgraded one end
+with the same schema (``tables.py``, checked by a test). Only portable DDL:
+``ADD COLUMN``, ``CREATE TABLE``, ``CREATE INDEX`` read the same on SQLite and
+PostgreSQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from runner.journal.tables import metadata
+Migration = Callable[[Connection], None]
 
-MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
-    ("0001_initial", lambda conn: metadata.create_all(conn)),
+
+def _initial(conn: Connection) -> None:
+    """The first release's runs, steps and messages."""
+    v1 = sa.MetaData()
+    sa.Table(
+        "runs",
+        v1,
+        sa.Column("id", sa.String, primary_key=True),
+        sa.Column("campaign", sa.String, nullable=False, index=True),
+        sa.Column("campaign_path", sa.String, nullable=False),
+        sa.Column("status", sa.String, nullable=False),
+        sa.Column("started_at", sa.String, nullable=False),
+        sa.Column("finished_at", sa.String),
+        sa.Column("exit_code", sa.Integer),
+        sa.Column("options", sa.Text, nullable=False),
+    )
+    sa.Table(
+        "steps",
+        v1,
+        sa.Column("run_id", sa.String, sa.ForeignKey("runs.id"), primary_key=True),
+        sa.Column("step_id", sa.String, primary_key=True),
+        sa.Column("kind", sa.String, nullable=False),
+        sa.Column("status", sa.String, nullable=False),
+        sa.Column("started_at", sa.String),
+        sa.Column("finished_at", sa.String),
+        sa.Column("detail", sa.Text, nullable=False),
+    )
+    messages = sa.Table(
+        "messages",
+        v1,
+        sa.Column("run_id", sa.String, primary_key=True),
+        sa.Column("step_id", sa.String, primary_key=True),
+        sa.Column("phone", sa.String, primary_key=True),
+        sa.Column("seq", sa.Integer, nullable=False),
+        sa.Column("idem_key", sa.String, nullable=False, unique=True),
+        sa.Column("provider", sa.String, nullable=False),
+        sa.Column("status", sa.String, nullable=False),
+        sa.Column("provider_message_id", sa.String),
+        sa.Column("provider_status", sa.String),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("error_kind", sa.String),
+        sa.Column("error_code", sa.String),
+        sa.Column("error_detail", sa.String),
+        sa.Column("segments", sa.Integer, nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("source_row", sa.Integer),
+        sa.Column("created_at", sa.String, nullable=False),
+        sa.Column("sent_at", sa.String),
+        sa.Column("delivery_status", sa.String),
+        sa.Column("delivery_code", sa.String),
+        sa.Column("delivery_at", sa.String),
+    )
+    sa.Index("ix_messages_seq", messages.c.run_id, messages.c.step_id, messages.c.seq)
+    v1.create_all(conn)
+
+
+def _modes_order_history(conn: Connection) -> None:
+    """Rehearsal or real, the file a run started from, step order, and the earlier
+    outcomes of messages that were sent again."""
+    for ddl in (
+        "ALTER TABLE runs ADD COLUMN mode VARCHAR DEFAULT 'real' NOT NULL",
+        "ALTER TABLE runs ADD COLUMN sandbox VARCHAR",
+        "ALTER TABLE runs ADD COLUMN fingerprint TEXT",
+        "ALTER TABLE steps ADD COLUMN position INTEGER",
+    ):
+        conn.exec_driver_sql(ddl)
+    history = sa.Table(
+        "message_history",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String, nullable=False),
+        sa.Column("step_id", sa.String, nullable=False),
+        sa.Column("phone", sa.String, nullable=False),
+        sa.Column("at", sa.String, nullable=False),
+        sa.Column("reason", sa.String, nullable=False),
+        sa.Column("status", sa.String, nullable=False),
+        sa.Column("provider", sa.String),
+        sa.Column("attempts", sa.Integer),
+        sa.Column("provider_message_id", sa.String),
+        sa.Column("error_kind", sa.String),
+        sa.Column("error_code", sa.String),
+        sa.Column("error_detail", sa.String),
+        sa.Column("sent_at", sa.String),
+    )
+    sa.Index(
+        "ix_message_history_message",
+        history.c.run_id,
+        history.c.step_id,
+        history.c.phone,
+    )
+    history.create(conn)
+
+
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("0001_initial", _initial),
+    ("0002_modes_order_history", _modes_order_history),
 ]

@@ -22,7 +22,41 @@ class MetricFigures:
     step_spans: list[tuple[str, str, str]]  # (kind, started_at, finished_at)
 
 
+@dataclass(frozen=True)
+class Cause:
+    """Messages of a step that ended the same way, and the first of them."""
+
+    kind: str  # error_kind: template, rejected, transient, timeout, ...
+    code: str  # the provider's code, or the template problem
+    count: int
+    first: str  # the first one's detail (which recipient, for a template)
+
+
 class Reads(Store):
+    def causes(
+        self, run_id: str, step_id: str, status: str, limit: int = 5
+    ) -> list[Cause]:
+        """Why a step's messages with ``status`` ended so, the commonest first."""
+        m = messages
+        where = (m.c.run_id == run_id, m.c.step_id == step_id, m.c.status == status)
+        with self.connect() as conn:
+            groups = conn.execute(
+                sa.select(
+                    m.c.error_kind, m.c.error_code, sa.func.count(), sa.func.min(m.c.seq)
+                )
+                .where(*where)
+                .group_by(m.c.error_kind, m.c.error_code)
+                .order_by(sa.func.count().desc(), sa.func.min(m.c.seq))
+                .limit(limit)
+            ).all()
+            out = []
+            for kind, code, n, seq in groups:
+                first = conn.scalar(
+                    sa.select(m.c.error_detail).where(*where, m.c.seq == seq)
+                )
+                out.append(Cause(kind or "", code or "", int(n), first or ""))
+            return out
+
     def list_runs(
         self, campaign: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:

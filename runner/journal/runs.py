@@ -13,11 +13,21 @@ import sqlalchemy as sa
 from runner.journal.store import Store, now_iso
 from runner.journal.tables import runs, steps
 
+# a run in these states can be continued (``run --resume``, the daemon's restart)
+UNFINISHED = ("running", "interrupted", "failed", "unsettled")
+
 
 class RunRecords(Store):
     def start_run(
-        self, campaign: str, campaign_path: str, options: Mapping[str, Any]
+        self,
+        campaign: str,
+        campaign_path: str,
+        options: Mapping[str, Any],
+        *,
+        sandbox: str | None = None,
+        fingerprint: Mapping[str, Any] | None = None,
     ) -> str:
+        """A new run; ``sandbox`` (the emulators' address) makes it a rehearsal."""
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self.connect() as conn:
             conn.execute(
@@ -28,9 +38,21 @@ class RunRecords(Store):
                     status="running",
                     started_at=now_iso(),
                     options=json.dumps(dict(options)),
+                    mode="sandbox" if sandbox else "real",
+                    sandbox=sandbox,
+                    fingerprint=json.dumps(dict(fingerprint or {})),
                 )
             )
         return run_id
+
+    def set_fingerprint(self, run_id: str, fingerprint: Mapping[str, Any]) -> None:
+        """What the run's queued messages are now rendered from."""
+        with self.connect() as conn:
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(fingerprint=json.dumps(dict(fingerprint)))
+            )
 
     def finish_run(self, run_id: str, status: str, exit_code: int) -> None:
         with self.connect() as conn:
@@ -40,13 +62,16 @@ class RunRecords(Store):
                 .values(status=status, finished_at=now_iso(), exit_code=exit_code)
             )
 
-    def reopen_run(self, run_id: str) -> None:
+    def reopen_run(self, run_id: str, sandbox: str | None = None) -> None:
         with self.connect() as conn:
-            conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id)
-                .values(status="running", finished_at=None, exit_code=None)
-            )
+            values: dict[str, Any] = {
+                "status": "running",
+                "finished_at": None,
+                "exit_code": None,
+            }
+            if sandbox is not None:  # a rehearsal's emulators are new each time
+                values["sandbox"] = sandbox
+            conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
 
     def get_run(self, run_id: str) -> Mapping[str, Any] | None:
         with self.connect() as conn:
@@ -63,22 +88,27 @@ class RunRecords(Store):
                 sa.select(runs.c.id)
                 .where(
                     runs.c.campaign == campaign,
-                    runs.c.status.in_(["running", "interrupted", "failed"]),
+                    runs.c.status.in_(list(UNFINISHED)),
                 )
                 .order_by(runs.c.started_at.desc())
                 .limit(1)
             )
 
     def step_status(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The run's steps in the campaign's order."""
         with self.connect() as conn:
             rows = conn.execute(
-                sa.select(steps).where(steps.c.run_id == run_id)
+                sa.select(steps)
+                .where(steps.c.run_id == run_id)
+                .order_by(steps.c.position, steps.c.started_at)
             ).mappings()
             return {
                 r["step_id"]: {**dict(r), "detail": json.loads(r["detail"])} for r in rows
             }
 
-    def start_step(self, run_id: str, step_id: str, kind: str) -> None:
+    def start_step(
+        self, run_id: str, step_id: str, kind: str, position: int | None = None
+    ) -> None:
         with self.connect() as conn:
             existing = conn.scalar(
                 sa.select(steps.c.status).where(
@@ -89,7 +119,11 @@ class RunRecords(Store):
             if existing is None:
                 conn.execute(
                     steps.insert().values(
-                        run_id=run_id, step_id=step_id, kind=kind, **values
+                        run_id=run_id,
+                        step_id=step_id,
+                        kind=kind,
+                        position=position,
+                        **values,
                     )
                 )
             else:
@@ -106,6 +140,7 @@ class RunRecords(Store):
         status: str,
         detail: Mapping[str, Any],
         kind: str = "",
+        position: int | None = None,
     ) -> None:
         with self.connect() as conn:
             res = conn.execute(
@@ -123,6 +158,7 @@ class RunRecords(Store):
                         run_id=run_id,
                         step_id=step_id,
                         kind=kind,
+                        position=position,
                         status=status,
                         started_at=now_iso(),
                         finished_at=now_iso(),

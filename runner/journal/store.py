@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 from runner.errors import JournalError
 from runner.journal.migrations import MIGRATIONS
 from runner.journal.tables import migrations_table
+
+MIGRATE_ATTEMPTS = 5
 
 
 def now_iso() -> str:
@@ -64,7 +67,15 @@ class Store:
         self.path = path
         if url is None:
             assert path is not None
-            _create_private(path)
+            if path.is_dir():
+                raise JournalError(
+                    f"journal {path} is a directory: give the journal's file, "
+                    f"e.g. --state {path / 'journal.db'}"
+                )
+            try:
+                _create_private(path)
+            except OSError as e:
+                raise JournalError(f"cannot create journal {path}: {e.strerror}") from e
             url = f"sqlite:///{path}"
         try:
             # hide_parameters: errors and logs never carry phones or texts
@@ -73,9 +84,8 @@ class Store:
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             self.migrate()
         except sa.exc.SQLAlchemyError as e:
-            raise JournalError(
-                f"cannot open journal {path or url}: {e.__class__.__name__}"
-            ) from e
+            cause = getattr(e, "orig", None) or e
+            raise JournalError(f"cannot open journal {path or url}: {cause}") from e
         if path is not None:
             os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
 
@@ -86,15 +96,35 @@ class Store:
             yield conn
 
     def migrate(self) -> None:
+        """Apply the migrations not yet recorded.
+
+        Each migration runs in one transaction with its record, so a process that
+        loses a race to migrate a new journal (its transaction fails: locked, or
+        the table exists) just rolls back, looks again and finds it done. (No file
+        lock: closing any descriptor of the SQLite file would drop the POSIX locks
+        SQLite itself holds on it.)
+        """
+        for attempt in range(MIGRATE_ATTEMPTS):
+            try:
+                self._migrate_once()
+                return
+            except sa.exc.DBAPIError:
+                if attempt == MIGRATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+
+    def _migrate_once(self) -> None:
         with self.connect() as conn:
             migrations_table.create(conn, checkfirst=True)
-            done = set(conn.scalars(sa.select(migrations_table.c.name)))
-            for name, apply in MIGRATIONS:
-                if name not in done:
-                    apply(conn)
-                    conn.execute(
-                        migrations_table.insert().values(name=name, applied_at=now_iso())
-                    )
+        for name, apply in MIGRATIONS:
+            with self.connect() as conn:
+                done = set(conn.scalars(sa.select(migrations_table.c.name)))
+                if name in done:
+                    continue
+                apply(conn)
+                conn.execute(
+                    migrations_table.insert().values(name=name, applied_at=now_iso())
+                )
 
     def close(self) -> None:
         self.engine.dispose()

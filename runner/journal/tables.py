@@ -1,4 +1,5 @@
-"""The journal's tables, as SQLAlchemy Core metadata (both backends read these)."""
+"""The journal's tables as they are after every migration (``migrations.py``), as
+SQLAlchemy Core metadata for the queries; a test checks the two agree."""
 
 from __future__ import annotations
 
@@ -19,13 +20,16 @@ runs = sa.Table(
     sa.Column("id", sa.String, primary_key=True),
     sa.Column("campaign", sa.String, nullable=False, index=True),
     sa.Column("campaign_path", sa.String, nullable=False),
-    sa.Column(
-        "status", sa.String, nullable=False
-    ),  # running|succeeded|failed|interrupted
+    # running | succeeded | failed | unsettled | interrupted
+    sa.Column("status", sa.String, nullable=False),
     sa.Column("started_at", sa.String, nullable=False),
     sa.Column("finished_at", sa.String),
     sa.Column("exit_code", sa.Integer),
     sa.Column("options", sa.Text, nullable=False, default="{}"),
+    sa.Column("mode", sa.String, nullable=False, default="real"),  # real | sandbox
+    sa.Column("sandbox", sa.String),  # a rehearsal: where its emulators were
+    # what the messages were rendered from: a digest per template, recipients, vars
+    sa.Column("fingerprint", sa.Text),
 )
 
 steps = sa.Table(
@@ -38,6 +42,7 @@ steps = sa.Table(
     sa.Column("started_at", sa.String),
     sa.Column("finished_at", sa.String),
     sa.Column("detail", sa.Text, nullable=False, default="{}"),
+    sa.Column("position", sa.Integer),  # the step's place in the campaign
 )
 
 messages = sa.Table(
@@ -68,3 +73,30 @@ messages = sa.Table(
     sa.Column("delivery_at", sa.String),
 )
 sa.Index("ix_messages_seq", messages.c.run_id, messages.c.step_id, messages.c.seq)
+
+# A message's earlier outcome, kept when it is sent again (a retry, a resend of
+# an unknown outcome, a reconciliation that found it never sent).
+message_history = sa.Table(
+    "message_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("step_id", sa.String, nullable=False),
+    sa.Column("phone", sa.String, nullable=False),
+    sa.Column("at", sa.String, nullable=False),  # when it was superseded
+    sa.Column("reason", sa.String, nullable=False),  # why it is sent again
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("provider", sa.String),
+    sa.Column("attempts", sa.Integer),
+    sa.Column("provider_message_id", sa.String),
+    sa.Column("error_kind", sa.String),
+    sa.Column("error_code", sa.String),
+    sa.Column("error_detail", sa.String),
+    sa.Column("sent_at", sa.String),
+)
+sa.Index(
+    "ix_message_history_message",
+    message_history.c.run_id,
+    message_history.c.step_id,
+    message_history.c.phone,
+)

@@ -34,6 +34,7 @@ class Planned:
     source_row: int | None
     status: str = "queued"  # or "failed" for a message that could not be rendered
     error_kind: str | None = None
+    error_code: str | None = None  # the same for every recipient of one mistake
     error_detail: str | None = None
 
 
@@ -93,8 +94,19 @@ WHERE run_id = ? AND step_id = ? AND status = 'queued' AND phone IN ({marks})
 _INSERT_PLANNED = """
 INSERT INTO messages (
   run_id, step_id, phone, seq, idem_key, provider, status, attempts, segments,
-  text, source_row, created_at, error_kind, error_detail
-) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)
+  text, source_row, created_at, error_kind, error_code, error_detail
+) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+# A campaign file changed under an unfinished run: messages never called are
+# rendered again (a text that failed to render may render now); a message that
+# may have reached the provider is never touched.
+_RERENDER = """
+UPDATE messages SET
+  text = ?, segments = ?, source_row = ?, status = ?, error_kind = ?, error_code = ?,
+  error_detail = ?
+WHERE run_id = ? AND step_id = ? AND phone = ?
+  AND (status = 'queued' OR (status = 'failed' AND error_kind = 'template'))
 """
 
 
@@ -126,7 +138,29 @@ def _insert_planned(conn: Connection, sql: str, rows: Sequence[Planned]) -> None
                 r.source_row,
                 at,
                 r.error_kind,
+                r.error_code,
                 r.error_detail,
+            )
+            for r in rows
+        ],
+    )
+
+
+def _rerender(conn: Connection, sql: str, rows: Sequence[Planned]) -> None:
+    conn.exec_driver_sql(
+        sql,
+        [
+            (
+                r.text,
+                r.segments,
+                r.source_row,
+                r.status,
+                r.error_kind,
+                r.error_code,
+                r.error_detail,
+                r.run_id,
+                r.step_id,
+                r.phone,
             )
             for r in rows
         ],
@@ -155,6 +189,7 @@ class JournalWriter:
         style = journal.engine.dialect.paramstyle
         self._update_sql = driver_sql(_UPDATE_OUTCOME, style)
         self._insert_sql = driver_sql(_INSERT_PLANNED, style)
+        self._rerender_sql = driver_sql(_RERENDER, style)
         self._claim_sql = driver_sql(_CLAIM, style)
         self._mark = driver_sql("?", style)
         self._thread = threading.Thread(
@@ -162,17 +197,21 @@ class JournalWriter:
         )
         self._thread.start()
 
-    def plan(self, rows: Sequence[Planned], *, wait: bool = True) -> None:
-        """Insert ``queued`` rows (rendered, never called); waits for the commit
-        unless ``wait`` is False (then the next ``flush`` waits, and raises)."""
+    def plan(
+        self, rows: Sequence[Planned], *, wait: bool = True, rerender: bool = False
+    ) -> None:
+        """Insert ``queued`` rows (rendered, never called), or with ``rerender``
+        replace the text of rows never called; waits for the commit unless
+        ``wait`` is False (then the next ``flush`` waits, and raises)."""
+        kind = "rerender" if rerender else "plan"
         if wait:
-            self._sync("plan", rows)
+            self._sync(kind, rows)
         else:
             # at most one batch waits behind the one being inserted: rendering
             # overlaps inserting without holding a whole file's rows in memory
             self._plans_ahead.acquire()
             self._raise()
-            self._q.put(("plan", rows, None))
+            self._q.put((kind, rows, None))
 
     def claim(
         self, run_id: str, step_id: str, provider: str, phones: Sequence[str]
@@ -239,6 +278,8 @@ class JournalWriter:
                         conn.exec_driver_sql(self._update_sql, pending)
                     if kind == "plan":
                         _insert_planned(conn, self._insert_sql, payload)
+                    elif kind == "rerender":
+                        _rerender(conn, self._rerender_sql, payload)
                     elif kind == "claim":
                         run_id, step_id, provider, phones = payload
                         marks = ", ".join([self._mark] * len(phones))
@@ -251,7 +292,7 @@ class JournalWriter:
             except BaseException as e:  # surfaced to the caller by _raise
                 self._error = e
             finally:
-                if kind == "plan" and done is None:
+                if kind in ("plan", "rerender") and done is None:
                     self._plans_ahead.release()
                 if done is not None:
                     done.set()

@@ -13,6 +13,7 @@ import copy
 import difflib
 import json
 import re
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -100,6 +101,15 @@ def provider_fragment(type_name: str) -> dict[str, Any]:
     return contents
 
 
+def value_problem(subschema: Mapping[str, Any], value: Any) -> str | None:
+    """What is wrong with ``value`` under one property's schema, or None."""
+    v = Draft202012Validator(
+        subschema, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    error = best_match(v.iter_errors(value))
+    return None if error is None else _message(error)
+
+
 def provider_types() -> list[str]:
     return list(campaign_schema()["$defs"]["provider_type"]["enum"])
 
@@ -130,7 +140,11 @@ def field_path(path: FieldPath) -> str:
 
 def check(data: Any) -> list[SchemaIssue]:
     """Every schema problem of ``data``, one short message each."""
-    errors = list(validator().iter_errors(data))
+    with warnings.catch_warnings():
+        # the format checker compiles regex options: what ``re`` only warns of
+        # there is reported as an error by the loader's own check (sections.py)
+        warnings.simplefilter("ignore")
+        errors = list(validator().iter_errors(data))
     issues = [issue for e in errors for issue in _issues(e)]
     unique: dict[tuple[FieldPath, str], SchemaIssue] = {}
     for issue in issues:

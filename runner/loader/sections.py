@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,12 @@ def provider(
                     c.error((*path, key), msg)
                 else:
                     c.warn((*path, key), msg)
+    for key, rule in schema.provider_fragment(type_name).get("properties", {}).items():
+        value = options.get(key)
+        if rule.get("format") == "regex" and isinstance(value, str):
+            problem = regex_problem(value)
+            if problem:
+                c.error((*path, key), f"not a valid regular expression: {problem}")
     timeout = cfg.get("timeout")
     if isinstance(timeout, dict):
         connect = c.seconds((*path, "timeout", "connect"), timeout.get("connect"), 5.0)
@@ -95,6 +103,24 @@ def provider(
         ca_bundle=str(ca_path) if ca_path else None,
         line=c.doc.pos(path, key=True).line,
     )
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` cannot be used as a regular expression, or None.
+
+    Warnings count: ``re`` only warns of a nested set (``[[``) that a future
+    Python will read differently, and a pattern is checked here, not at send time.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        re.purge()  # a cached pattern (the schema's format check) would not warn again
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            return str(e)
+        except Warning as w:
+            return str(w)
+    return None
 
 
 def recipients(c: Checker, jinja: JinjaChecker, value: Any) -> RecipientSource | None:

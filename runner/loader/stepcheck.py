@@ -23,6 +23,7 @@ from runner.model.campaign import (
     Step,
     Template,
     Timing,
+    Tolerance,
     WaitAction,
 )
 from runner.providers.base import Capability
@@ -139,13 +140,27 @@ class StepChecker:
             msg = f"unknown template {template!r}"
             self.c.error((*path, "template"), f"{msg}.{more}" if more else msg)
         sender = spec.get("sender")
+        if sender is not None:
+            for name in names:
+                self.sender_fits((*path, "sender"), str(sender), name)
         options = spec.get("options")
         return SendAction(
             providers=tuple(str(n) for n in names),
             template=str(template),
             sender=None if sender is None else str(sender),
             options=dict(options) if isinstance(options, dict) else {},
+            max_failed=tolerance(spec.get("max_failed", 0)),
         )
+
+    def sender_fits(self, path: FieldPath, sender: str, name: Any) -> None:
+        """A step's sender must be one its provider's documents allow."""
+        cfg = self.providers.get(name) if isinstance(name, str) else None
+        if cfg is None:
+            return
+        rule = schema.provider_fragment(cfg.type).get("properties", {}).get("sender")
+        problem = schema.value_problem(rule, sender) if rule else None
+        if problem:
+            self.c.error(path, f"not a sender {name!r} ({cfg.type}) accepts: {problem}")
 
     def check_credits(
         self, path: FieldPath, spec: dict[str, Any]
@@ -252,6 +267,16 @@ class StepChecker:
             self.c.error(path, f"{msg}.{more}" if more else msg)
         elif self.kinds[target] not in ("send", ""):
             self.c.error(path, f"step {target!r} is not a send step")
+
+
+def tolerance(value: Any) -> Tolerance:
+    """``max_failed``: a count, a ratio below 1, or a percentage (the schema checked
+    which)."""
+    if isinstance(value, str) and value.endswith("%"):
+        return Tolerance(count=None, ratio=float(value[:-1]) / 100)
+    if isinstance(value, float) and not isinstance(value, bool) and value < 1:
+        return Tolerance(count=None, ratio=value)
+    return Tolerance(count=int(value) if isinstance(value, int | float) else 0)
 
 
 def _step_attrs(expr: nodes.Node) -> list[str]:

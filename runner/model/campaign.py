@@ -93,11 +93,31 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """How many of a step's messages may fail with the step still ok: a ``count``
+    or a ``ratio`` of its messages (``max_failed: 10``, ``0.02`` or ``2%``)."""
+
+    count: int | None = 0
+    ratio: float | None = None
+
+    def allows(self, failed: int, total: int) -> bool:
+        if self.ratio is not None:
+            return failed <= self.ratio * total
+        return failed <= (self.count or 0)
+
+    def __str__(self) -> str:
+        if self.ratio is None:
+            return str(self.count)
+        return f"{self.ratio * 100:g}%"
+
+
+@dataclass(frozen=True)
 class SendAction:
     providers: tuple[str, ...]  # the first is primary; the rest are failover
     template: str
     sender: str | None = None  # the "from" short/long code or alphanumeric sender
     options: Mapping[str, Any] = field(default_factory=dict)
+    max_failed: Tolerance = field(default_factory=Tolerance)
 
 
 @dataclass(frozen=True)

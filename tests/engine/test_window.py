@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 from runkit import copy_campaign, edit, events
 from test_run import many_recipients
 
-from runner.commands.run import build_providers, resolve_options
 from runner.engine.context import RunOptions
 from runner.engine.run import run_campaign
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
 from runner.loader.load import load_campaign
+from runner.providers.setup import build_providers, resolve_options
 from runner.sandbox.launch import start_for
 
 MADRID = ZoneInfo("Europe/Madrid")

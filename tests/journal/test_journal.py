@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from runner.errors import JournalError
 from runner.journal.journal import Journal
-from runner.journal.tables import migrations_table
+from runner.journal.migrations import MIGRATIONS
+from runner.journal.tables import metadata, migrations_table
 from runner.journal.writer import Outcome, Planned, driver_sql
 
 
@@ -26,13 +27,14 @@ def test_created_owner_only_with_migrations(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         with j.connect() as conn:
             names = list(conn.scalars(sa.select(migrations_table.c.name)))
-        assert names == ["0001_initial"]
+        assert names == [name for name, _ in MIGRATIONS]
     finally:
         j.close()
     # reopening applies nothing twice
     j = Journal(path)
     with j.connect() as conn:
-        assert conn.scalar(sa.select(sa.func.count()).select_from(migrations_table)) == 1
+        applied = conn.scalar(sa.select(sa.func.count()).select_from(migrations_table))
+        assert applied == len(MIGRATIONS)
     j.close()
 
 
@@ -114,3 +116,54 @@ def test_hot_statements_follow_the_driver_paramstyle() -> None:
     )
     with pytest.raises(JournalError, match="paramstyle 'numeric'"):
         driver_sql(sql, "numeric")
+
+
+def test_migrations_build_the_schema_the_queries_read(tmp_path: Path) -> None:
+    """A journal migrated from nothing has exactly the tables and columns of
+    ``tables.py``, with the same nullability."""
+    j = Journal(tmp_path / "j.db")
+    try:
+        inspector = sa.inspect(j.engine)
+        assert set(inspector.get_table_names()) == set(metadata.tables)
+        for name, table in metadata.tables.items():
+            found = {c["name"]: c["nullable"] for c in inspector.get_columns(name)}
+            wanted = {c.name: c.nullable and not c.primary_key for c in table.columns}
+            if name == "message_history":  # an autoincrement key reads as nullable
+                found["id"] = False
+            assert {k: bool(v) for k, v in found.items()} == wanted, name
+    finally:
+        j.close()
+
+
+def test_a_first_release_journal_upgrades_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        MIGRATIONS[0][1](conn)  # the first release's tables, as it created them
+        migrations_table.create(conn)
+        conn.execute(
+            migrations_table.insert().values(name="0001_initial", applied_at="x")
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO runs (id, campaign, campaign_path, status, started_at, options)"
+            " VALUES ('r1', 'promo', 'promo.yaml', 'succeeded', '2026-01-01', '{}')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO steps (run_id, step_id, kind, status, detail)"
+            " VALUES ('r1', 'blast', 'send', 'succeeded', '{}')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO messages (run_id, step_id, phone, seq, idem_key, provider,"
+            " status, attempts, segments, text, created_at) VALUES ('r1', 'blast',"
+            " '+34600000001', 1, 'r1/blast/+34600000001', 'sms', 'sent', 1, 1, 'hi',"
+            " '2026-01-01')"
+        )
+    engine.dispose()
+    j = Journal(path)
+    try:
+        run = j.get_run("r1")
+        assert run is not None and run["status"] == "succeeded" and run["mode"] == "real"
+        assert j.message_counts("r1") == {"sent": 1}
+        assert set(j.step_status("r1")) == {"blast"}
+    finally:
+        j.close()

@@ -1,4 +1,4 @@
-"""When to try a provider call again: backoff with jitter, and a circuit breaker."""
+"""When to try a provider call again: backoff with full jitter, and a circuit breaker."""
 
 from __future__ import annotations
 

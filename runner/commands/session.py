@@ -1,0 +1,207 @@
+"""What ``run`` and ``retry`` set up around the engine, and take down after.
+
+The campaign loaded with its secrets resolved, the journal and its lock, the
+event log with the terminal view listening, the sandbox's emulators for a
+rehearsal, and the provider objects; the checks that a run continued is of the
+same kind (rehearsal or real) as the command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner.commands.console import Console
+from runner.commands.sandbox import start_emulators
+from runner.engine.context import EXIT_UNSETTLED, RunOptions, RunResult
+from runner.engine.run import run_campaign
+from runner.errors import UsageError
+from runner.journal.eventlog import EventLog
+from runner.journal.journal import Journal
+from runner.journal.lock import StateLock, lock_path
+from runner.journal.store import default_path, event_log_path
+from runner.loader.load import load_campaign
+from runner.model.campaign import Campaign
+from runner.providers.base import Provider
+from runner.providers.setup import build_providers, resolve_options
+
+OUTCOMES = {
+    0: "succeeded",
+    1: "failed",
+    EXIT_UNSETTLED: "unsettled: some outcomes are unknown (see the step above)",
+    130: "interrupted (resume with --resume)",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state goes and how the run behaves (from the command line)."""
+
+    state: Path | None = None  # journal path; None: $CAMPAIGN_RUNNER_STATE or XDG state
+    log: Path | None = None  # event log; None: events.jsonl beside the journal
+    sandbox: bool = False
+    faults: str | None = None  # --faults for the sandbox
+    settle: float = 1.0  # sandbox: seconds before a delivery status is final
+
+    def command_args(self) -> str:
+        """What a command printed for people adds to reach this journal and mode."""
+        args = f" --state {self.state}" if self.state else ""
+        return args + (" --sandbox" if self.sandbox else "")
+
+
+@dataclass
+class Session:
+    campaign: Campaign
+    settings: Settings
+    journal: Journal
+    log: EventLog
+    log_path: Path
+    providers: dict[str, Provider] = field(default_factory=dict)
+    sandbox_root: str | None = None
+    out: TextIO = sys.stdout
+
+    def run(self, options: RunOptions, stop: threading.Event) -> RunResult:
+        """The campaign through the engine, stopped cleanly by Ctrl-C/SIGTERM."""
+        options = dataclasses.replace(options, command_args=self.settings.command_args())
+        if options.resume:
+            check_mode(self.journal, options.resume, self.settings.sandbox)
+        with stop_on_signals(stop):
+            return run_campaign(
+                self.campaign,
+                journal=self.journal,
+                log=self.log,
+                providers=self.providers,
+                options=options,
+                stop=stop,
+                sandbox=self.sandbox_root,
+            )
+
+    def summarise(self, result: RunResult, *, dry_run: bool = False) -> None:
+        out = self.out
+        outcome = OUTCOMES.get(result.exit_code, str(result.exit_code))
+        out.write(f"run {result.run_id}: {outcome}\n")
+        counts = self.journal.message_counts(result.run_id)
+        if counts:
+            parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            out.write(f"messages: {parts}\n")
+        if dry_run:
+            out.write("dry run: nothing was sent and nothing was recorded\n")
+        else:
+            out.write(f"journal: {self.journal.path}  events: {self.log_path}\n")
+
+
+@contextmanager
+def session(
+    path: Path,
+    settings: Settings,
+    *,
+    out: TextIO,
+    err: TextIO | None = None,
+    env: Mapping[str, str] | None = None,
+    show_phones: bool = False,
+    dry_run: bool = False,
+) -> Iterator[Session]:
+    env = os.environ if env is None else env
+    stand_ins = settings.sandbox or dry_run  # unset credentials get stand-ins
+    campaign, warnings = load_campaign(path, env=env, require_env=not stand_ins)
+    for w in warnings:
+        if stand_ins and w.message.startswith("environment variable"):
+            continue
+        out.write(w.format() + "\n")
+    resolved, redactor = resolve_options(campaign, env, sandbox=stand_ins)
+    scratch = None
+    if dry_run:
+        # a rehearsal leaves no trace: its journal and log live in a scratch folder
+        scratch = tempfile.mkdtemp(prefix="campaign-runner-dry-run-")
+        settings = dataclasses.replace(
+            settings,
+            state=Path(scratch) / "journal.db",
+            log=Path(scratch) / "events.jsonl",
+        )
+    journal_path = settings.state or default_path()
+    # One process per journal: a daemon resuming this run while we send it would
+    # send twice.
+    lock = StateLock(lock_path(journal_path))
+    lock.acquire()
+    journal = log = emulators = None
+    built: dict[str, Provider] = {}
+    try:
+        journal = Journal(journal_path)
+        log_path = settings.log or event_log_path(journal_path)
+        log = EventLog(log_path, redact=redactor, show_phones=show_phones)
+        Console(out, err or sys.stderr, campaign.timezone).attach(log)
+        urls = None
+        if settings.sandbox:
+            emulators, urls = start_emulators(
+                campaign, resolved, settle=settings.settle, faults=settings.faults
+            )
+            out.write(f"sandbox: emulators on {emulators.root}\n")
+        built = build_providers(campaign, resolved, urls)
+        yield Session(
+            campaign,
+            settings,
+            journal,
+            log,
+            log_path,
+            built,
+            emulators.root if emulators is not None else None,
+            out,
+        )
+    finally:
+        for p in built.values():
+            p.close()
+        if emulators is not None:
+            emulators.stop()
+        if log is not None:
+            log.close()
+        if journal is not None:
+            journal.close()
+        lock.release()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_mode(journal: Journal, run_id: str, sandbox: bool) -> None:
+    """A rehearsal is never continued for real, nor a real run on the emulators."""
+    run = journal.get_run(run_id) or {}
+    if run.get("mode") == "sandbox" and not sandbox:
+        raise UsageError(
+            f"run {run_id} is a rehearsal on the sandbox (emulators at "
+            f"{run.get('sandbox') or 'an address of its own'}): it cannot go on for "
+            "real; add --sandbox, or start a new run"
+        )
+    if run.get("mode", "real") == "real" and sandbox:
+        raise UsageError(
+            f"run {run_id} sends to the real providers: --sandbox would send its "
+            "remaining messages to emulators; go on without --sandbox"
+        )
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C / SIGTERM: stop cleanly (in-flight calls finish, all recorded)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

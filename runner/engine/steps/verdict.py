@@ -1,0 +1,134 @@
+"""What a send step's counts come to: ok, failed, or unsettled, and why, in words.
+
+A send step is ok only when every message was sent, or the failed ones are
+within its ``max_failed``; a message whose outcome is still unknown makes it
+``unsettled``, never ok, with the command that settles it. A template that
+cannot be rendered for some recipient stops the step before its first call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.engine.context import RunContext, StepResult
+from runner.engine.rounds import RoundsResult, refusal
+from runner.engine.steps.reads import step_result
+from runner.engine.tally import Tally
+from runner.journal.queries import Cause
+from runner.model.campaign import SendAction, Step
+
+
+def render_verdict(
+    ctx: RunContext, step: Step, action: SendAction, detail: dict[str, Any]
+) -> StepResult | None:
+    """A failed step when more messages cannot be rendered than ``max_failed``
+    allows (nothing is sent then); None when the step may go on."""
+    counts = ctx.journal.message_counts(ctx.run_id, step.id)
+    causes = [
+        c
+        for c in ctx.journal.causes(ctx.run_id, step.id, "failed")
+        if c.kind == "template"
+    ]
+    failed = sum(c.count for c in causes)
+    total = sum(counts.values()) - counts.get("cancelled", 0)
+    if not failed or action.max_failed.allows(failed, total):
+        return None
+    sent = counts.get("sent", 0)
+    where = "nothing was sent" if not sent else f"{sent} were sent before"
+    return step_result(
+        "failed",
+        f"{failed} of {total} messages cannot be rendered, more than max_failed "
+        f"{action.max_failed} allows ({where}): {explain(causes)}",
+        counts=counts,
+        planned=True,
+        recipients=detail.get("recipients", {}),
+    )
+
+
+def judge(
+    ctx: RunContext,
+    step: Step,
+    action: SendAction,
+    tally: Tally,
+    rounds: RoundsResult,
+    detail: dict[str, Any],
+) -> StepResult:
+    journal, run_id = ctx.journal, ctx.run_id
+    counts = journal.message_counts(run_id, step.id)
+    summary = {
+        "counts": counts,
+        "retries": tally.retries,
+        "failed_by_reason": dict(tally.failed),
+        "planned": True,
+        "recipients": detail.get("recipients", {}),
+        "rounds": rounds.rounds,
+    }
+    if ctx.stop.is_set():
+        return step_result("interrupted", "interrupted", **summary)
+    total = sum(counts.values()) - counts.get("cancelled", 0)
+    if not total:
+        return step_result("failed", "no recipient to send to", **summary)
+    failed_causes = journal.causes(run_id, step.id, "failed")
+    text = _summary(counts, tally, failed_causes)
+    waiting = counts.get("queued", 0) + counts.get("pending", 0)
+    if waiting:
+        why = "; ".join(refusal(n, e) for n, e in rounds.down.items())
+        return step_result(
+            "failed", f"{text}; {waiting} not sent: {why or 'stopped'}", **summary
+        )
+    failed = counts.get("failed", 0)
+    if failed and not action.max_failed.allows(failed, total):
+        return step_result(
+            "failed",
+            f"{text}; {failed} failed, more than max_failed {action.max_failed} allows",
+            **summary,
+        )
+    unknown = counts.get("unknown", 0)
+    if unknown:
+        summary["unsettled"] = unknown
+        why = _unsettled_why(ctx, step, rounds)
+        return step_result(
+            "unsettled",
+            f"{text}; {unknown} unsettled ({why}): settle them with "
+            f"`campaign-runner retry {run_id} --unknown{ctx.options.command_args}`",
+            **summary,
+        )
+    if failed:
+        text += f" (within max_failed {action.max_failed})"
+    return step_result("succeeded", text, **summary)
+
+
+def explain(causes: list[Cause]) -> str:
+    """``template 'promo' variant 'en': undefined variable 'nmae' x793 (first:
+    contacts.csv:12 ...)``: one entry per cause, the commonest first."""
+    parts = []
+    for c in causes:
+        first = f" (first: {c.first})" if c.first and c.kind == "template" else ""
+        name = c.code if c.kind == "template" else f"{c.kind} {c.code}".strip()
+        parts.append(f"{name} x{c.count}{first}")
+    return "; ".join(parts)
+
+
+def _summary(counts: dict[str, int], tally: Tally, failed: list[Cause]) -> str:
+    parts = [f"sent {counts.get('sent', 0)}", f"failed {counts.get('failed', 0)}"]
+    if counts.get("unknown"):
+        parts.append(f"unknown {counts['unknown']}")
+    if counts.get("cancelled"):
+        parts.append(f"cancelled {counts['cancelled']}")
+    if tally.retries:
+        parts.append(f"retries {tally.retries}")
+    text = ", ".join(parts)
+    if failed:
+        text += f" ({explain(failed)})"
+    return text
+
+
+def _unsettled_why(ctx: RunContext, step: Step, rounds: RoundsResult) -> str:
+    """Why outcomes stayed unknown: the lost answers, and why no report settled them."""
+    lost = ctx.journal.causes(ctx.run_id, step.id, "unknown")
+    reasons = ["answers lost: " + ", ".join(f"{c.code} x{c.count}" for c in lost)]
+    settlement = rounds.settlement
+    reasons += settlement.problems
+    for name in settlement.unsettleable:
+        reasons.append(f"{name} has no per-recipient report to settle them from")
+    return "; ".join(reasons)
