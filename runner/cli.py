@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "schema": "runner.commands.schema",
     "preview": "runner.commands.preview",
     "run": "runner.commands.run",
+    "retry": "runner.commands.retry",
     "history": "runner.commands.history",
     "show": "runner.commands.show",
     "sandbox": "runner.commands.sandbox",

@@ -18,6 +18,9 @@ from runner.journal.eventlog import Event, EventLog
 PLAIN_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
 MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "skipped"}
 EVENTS = (
+    "run.changed",
+    "step.paused",
+    "step.waiting",
     "step.started",
     "step.scheduled",
     "step.planned",
@@ -57,6 +60,24 @@ class Console:
             elif event.name == "step.scheduled":
                 when = datetime.fromisoformat(f["at"]).astimezone(self.tz)
                 self._write(f"  {step}: waiting until {when:%Y-%m-%d %H:%M:%S %Z}")
+            elif event.name == "run.changed":
+                what = ", ".join(f.get("changed", []))
+                self._write(
+                    f"campaign file changed since the run started ({what}): messages "
+                    "not yet sent are rendered again"
+                )
+            elif event.name == "step.paused":
+                when = datetime.fromisoformat(f["until"]).astimezone(self.tz)
+                self._write(
+                    f"  {step}: paused ({f.get('reason', '')}) until "
+                    f"{when:%Y-%m-%d %H:%M:%S %Z}"
+                )
+            elif event.name == "step.waiting":
+                self._write(
+                    f"  {step}: {f.get('unknown', 0)} outcomes unknown; waiting "
+                    f"{_duration(float(f.get('seconds', 0)))} for the provider's "
+                    "report to list them"
+                )
             elif event.name == "recipient.invalid":
                 self._invalid.append(
                     f"    skipped {f['where']}: {f['to']}: {f['reason']}"
@@ -112,3 +133,9 @@ class Console:
     def _write(self, line: str) -> None:
         self.out.write(line + "\n")
         self.out.flush()
+
+
+def _duration(seconds: float) -> str:
+    """``4m52s``, ``12s``."""
+    whole = round(seconds)
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"

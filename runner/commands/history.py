@@ -7,7 +7,7 @@ import sys
 from typing import TextIO
 
 from runner.commands.args import add_format, add_state
-from runner.commands.output import emit, open_journal
+from runner.commands.output import emit, mode_of, open_journal
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,11 +34,16 @@ def history(
     for r in runs:
         c = r.pop("counts")
         rows.append(
-            {**r, **{k: c.get(k, 0) for k in ("sent", "failed", "unknown", "queued")}}
+            {
+                **r,
+                "mode": mode_of(r),
+                **{k: c.get(k, 0) for k in ("sent", "failed", "unknown", "queued")},
+            }
         )
     cols = [
         "id",
         "campaign",
+        "mode",
         "status",
         "started_at",
         "finished_at",

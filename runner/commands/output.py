@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,3 +42,11 @@ def emit(rows: list[dict[str, Any]], fmt: str, out: TextIO, columns: list[str]) 
                 ).rstrip()
                 + "\n"
             )
+
+
+def mode_of(run: Mapping[str, Any]) -> str:
+    """``rehearsal (sandbox at URL)`` or ``real``, as people read it."""
+    if run.get("mode") == "sandbox":
+        where = f" at {run['sandbox']}" if run.get("sandbox") else ""
+        return f"rehearsal (sandbox{where})"
+    return "real"

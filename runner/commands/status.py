@@ -84,10 +84,10 @@ def show_status(state: str | None, fmt: str, out: TextIO) -> int:
         for r in status.in_progress:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()))
             note = " (resumable)" if r.status == "interrupted" else ""
+            mode = "rehearsal" if r.mode == "sandbox" else "real"
             out.write(
-                f"  {r.run_id}  {r.campaign}  {r.status}{note}  since {r.started_at}"
-                + (f"  [{counts}]" if counts else "")
-                + "\n"
+                f"  {r.run_id}  {r.campaign}  {mode}  {r.status}{note}  "
+                f"since {r.started_at}" + (f"  [{counts}]" if counts else "") + "\n"
             )
     else:
         out.write("runs in progress: none\n")

@@ -40,8 +40,9 @@ class JournalCollector:
         by_outcome = GaugeMetricFamily(
             "campaign_runner_messages",
             "Messages in the journal by provider and outcome "
-            "(queued, pending, sent, failed, unknown).",
-            labels=["provider", "outcome"],
+            "(queued, pending, sent, failed, unknown) and run mode "
+            "(real, or sandbox for a rehearsal).",
+            labels=["provider", "outcome", "mode"],
         )
         retries = CounterMetricFamily(
             "campaign_runner_retries",
@@ -49,8 +50,8 @@ class JournalCollector:
             labels=["provider"],
         )
         figures = self.journal.metric_figures()
-        for (provider, status), n in figures.messages.items():
-            by_outcome.add_metric([provider, status], float(n))
+        for (provider, status, mode), n in figures.messages.items():
+            by_outcome.add_metric([provider, status, mode], float(n))
         for provider, n in figures.retries.items():
             retries.add_metric([provider], float(n))
         spans = figures.step_spans

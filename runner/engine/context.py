@@ -35,6 +35,7 @@ class RunOptions:
     max_poll_interval: float | None = None  # rehearsals on the sandbox poll faster
     # only these steps are carried out (a retry); the others keep their results
     only_steps: frozenset[str] | None = None
+    provider: str | None = None  # a retry through this provider instead
     # what a command given to people must add to name this journal and mode,
     # e.g. " --state /var/lib/x.db --sandbox"
     command_args: str = ""

@@ -17,7 +17,7 @@ from typing import Any
 
 from runner.engine.context import RunContext
 from runner.engine.dispatch import Dispatcher
-from runner.engine.steps.reconcile import Settlement, reconcile_unknown
+from runner.engine.reconcile import Settlement, reconcile_unknown
 from runner.engine.tally import Tally
 from runner.model.campaign import SendAction, Step
 from runner.providers.base import CallError, ErrorKind
@@ -43,13 +43,14 @@ def send_rounds(
 ) -> RoundsResult:
     action = step.action
     assert isinstance(action, SendAction)
+    names = providers_of(ctx, action)
     result = RoundsResult()
     for n in range(1, MAX_ROUNDS + 1):
         result.rounds = n
-        _dispatch(ctx, step, action, tally, keep_going, result.down)
+        _dispatch(ctx, step, action, names, tally, keep_going, result.down)
         if ctx.stop.is_set() or not keep_going():
             break
-        if len(result.down) == len(action.providers):
+        if len(result.down) == len(names):
             break
         if n == MAX_ROUNDS or not ctx.journal.message_counts(ctx.run_id, step.id).get(
             "unknown"
@@ -83,15 +84,22 @@ def _settle(ctx: RunContext, step: Step, tally: Tally) -> Settlement:
     return settlement
 
 
+def providers_of(ctx: RunContext, action: SendAction) -> tuple[str, ...]:
+    """The step's providers in order, or the one a retry names instead."""
+    via = ctx.options.provider
+    return (via,) if via else action.providers
+
+
 def _dispatch(
     ctx: RunContext,
     step: Step,
     action: SendAction,
+    names: tuple[str, ...],
     tally: Tally,
     keep_going: Callable[[], bool],
     down: dict[str, CallError],
 ) -> None:
-    for name in action.providers:
+    for name in names:
         if name in down:
             continue
         provider = ctx.providers[name]
@@ -113,7 +121,7 @@ def _dispatch(
         if outcome.provider_down is None:
             return
         down[name] = outcome.provider_down
-        if name != action.providers[-1]:
+        if name != names[-1]:
             ctx.log.emit(
                 "step.failover",
                 ctx.run_id,

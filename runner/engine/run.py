@@ -301,4 +301,5 @@ def _recorded(options: RunOptions) -> dict[str, Any]:
     """The options a resumed run (the daemon's) starts from again."""
     kept = dataclasses.asdict(options)
     kept.pop("only_steps", None)
+    kept.pop("provider", None)
     return kept

@@ -146,6 +146,18 @@ class MessageRecords(Store):
             ).mappings()
             return [dict(r) for r in rows]
 
+    def history_for(self, run_id: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """Every earlier outcome in the run, per (step, phone), oldest first."""
+        h = message_history
+        found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        with self.connect() as conn:
+            rows = conn.execute(
+                sa.select(h).where(h.c.run_id == run_id).order_by(h.c.id)
+            ).mappings()
+            for r in rows:
+                found.setdefault((r["step_id"], r["phone"]), []).append(dict(r))
+        return found
+
     def max_seq(self, run_id: str, step_id: str) -> int:
         with self.connect() as conn:
             return int(

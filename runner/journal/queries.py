@@ -17,7 +17,7 @@ from runner.journal.tables import messages, runs, steps
 class MetricFigures:
     """What ``/metrics`` reports from the journal at each scrape."""
 
-    messages: dict[tuple[str, str], int]  # (provider, status) -> messages
+    messages: dict[tuple[str, str, str], int]  # (provider, status, mode) -> n
     retries: dict[str, int]  # provider -> attempts beyond the first
     step_spans: list[tuple[str, str, str]]  # (kind, started_at, finished_at)
 
@@ -100,12 +100,14 @@ class Reads(Store):
             sa.case((messages.c.attempts > 1, messages.c.attempts - 1), else_=0)
         )
         with self.connect() as conn:
+            mode = sa.func.coalesce(runs.c.mode, "real")
             by_status = conn.execute(
-                sa.select(messages.c.provider, messages.c.status, sa.func.count())
-                .group_by(messages.c.provider, messages.c.status)
-                .order_by(messages.c.provider, messages.c.status)
+                sa.select(messages.c.provider, messages.c.status, mode, sa.func.count())
+                .join(runs, runs.c.id == messages.c.run_id)
+                .group_by(messages.c.provider, messages.c.status, mode)
+                .order_by(messages.c.provider, messages.c.status, mode)
             )
-            counts = {(p, s): int(n) for p, s, n in by_status}
+            counts = {(p, s, m): int(n) for p, s, m, n in by_status}
             retries = {
                 p: int(n or 0)
                 for p, n in conn.execute(

@@ -37,6 +37,7 @@ class InProgress:
     status: str  # running | interrupted (resumable)
     started_at: str
     counts: dict[str, int]
+    mode: str = "real"  # real | sandbox (a rehearsal)
 
 
 def _job_details(state: bytes | None) -> tuple[str, str, tzinfo | None]:
@@ -98,6 +99,7 @@ def runs_in_progress(journal: Journal) -> list[InProgress]:
                 r["status"],
                 r["started_at"],
                 journal.message_counts(r["id"], conn=conn),
+                r["mode"] or "real",
             )
             for r in rows
         ]

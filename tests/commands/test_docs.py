@@ -28,6 +28,7 @@ def _required(name: str) -> list[str]:
         "run": ["x.yaml"],
         "preview": ["x.yaml"],
         "show": ["RUN"],
+        "retry": ["RUN", "--failed"],
         "sandbox": ["x.yaml"],
         "daemon": ["dir"],
     }.get(name, [])

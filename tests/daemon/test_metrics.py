@@ -64,6 +64,7 @@ def test_message_and_retry_figures_equal_the_journal(journal: Journal) -> None:
         (s.labels["provider"], s.labels["outcome"]): s.value
         for s in m["campaign_runner_messages"]
     }
+    assert {s.labels["mode"] for s in m["campaign_runner_messages"]} == {"real"}
     rows = journal.messages_for(run)
     expected: dict[tuple[str, str], float] = {}
     for r in rows:
@@ -73,6 +74,21 @@ def test_message_and_retry_figures_equal_the_journal(journal: Journal) -> None:
     assert sum(outcomes.values()) == sum(journal.message_counts(run).values()) == 5
     retries = {s.labels["provider"]: s.value for s in m["campaign_runner_retries"]}
     assert retries == {"main": 3.0, "backup": 0.0}  # (3-1) + (2-1)
+
+
+def test_rehearsal_messages_are_counted_apart(journal: Journal) -> None:
+    fill(journal)
+    run = journal.start_run("promo", "/c/promo.yaml", {}, sandbox="http://127.0.0.1:1")
+    journal.start_step(run, "blast", "send")
+    journal.writer.plan([Planned(run, "blast", "+34600009999", 0, "main", "hi", 1, 0)])
+    journal.writer.flush()
+    m = scrape(journal, Health(scheduler_running=True))
+    queued = {
+        s.labels["mode"]: s.value
+        for s in m["campaign_runner_messages"]
+        if s.labels["outcome"] == "queued"
+    }
+    assert queued == {"real": 1.0, "sandbox": 1.0}
 
 
 def test_step_durations_histogram_counts_finished_steps(journal: Journal) -> None:
@@ -129,7 +145,10 @@ def test_http_server_serves_healthz_and_metrics(journal: Journal) -> None:
         assert r.status_code == 503 and r.json()["ok"] is False
         r = requests.get(server.url + "/metrics", timeout=5)
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
-        assert 'campaign_runner_messages{outcome="sent",provider="main"} 2.0' in r.text
+        assert (
+            'campaign_runner_messages{mode="real",outcome="sent",provider="main"} 2.0'
+            in r.text
+        )
         assert "process_cpu_seconds_total" not in r.text  # a private registry
         assert requests.get(server.url + "/other", timeout=5).status_code == 404
     finally:

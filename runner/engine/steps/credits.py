@@ -7,7 +7,7 @@ from typing import Any
 from runner.audience.preview import send_totals as totals
 from runner.audience.templates import Renderer
 from runner.engine.context import RunContext, StepResult
-from runner.engine.steps.reads import retry_read, step_result
+from runner.engine.reads import retry_read, step_result
 from runner.model.campaign import CheckCreditsAction, SendAction, Step
 from runner.providers.base import ProviderCallError
 

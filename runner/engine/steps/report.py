@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from runner.engine.context import RunContext, StepResult
-from runner.engine.steps.reads import retry_read, step_result
+from runner.engine.reads import retry_read, step_result
 from runner.model.campaign import CheckReportAction, Expect, Step
 from runner.providers.base import (
     Delivery,

@@ -8,9 +8,9 @@ from runner.audience.recipient import RecipientStats
 from runner.engine.context import RunContext, StepResult
 from runner.engine.plan import plan, renderings
 from runner.engine.progress import Ticker
+from runner.engine.reads import step_result
 from runner.engine.rounds import send_rounds
 from runner.engine.scheduler import in_window, next_window_open
-from runner.engine.steps.reads import step_result
 from runner.engine.steps.verdict import judge, render_verdict
 from runner.engine.tally import Tally
 from runner.model.campaign import SendAction, Step

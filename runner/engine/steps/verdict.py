@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from runner.engine.context import RunContext, StepResult
+from runner.engine.reads import step_result
 from runner.engine.rounds import RoundsResult, refusal
-from runner.engine.steps.reads import step_result
 from runner.engine.tally import Tally
 from runner.journal.queries import Cause
 from runner.model.campaign import SendAction, Step

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runner.engine.context import RunContext, StepResult
-from runner.engine.steps.reads import step_result
+from runner.engine.reads import step_result
 from runner.model.campaign import Step
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runner.engine.context import RunContext
-from runner.engine.steps.reads import read_report
+from runner.engine.reads import read_report
 from runner.model.campaign import Step
 from runner.providers.base import (
     Capability,
