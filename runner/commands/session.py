@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -25,7 +26,6 @@ from runner.commands.console import Console
 from runner.commands.sandbox import start_emulators
 from runner.engine.context import EXIT_UNSETTLED, RunOptions, RunResult
 from runner.engine.run import run_campaign
-from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
 from runner.journal.lock import StateLock, lock_path
@@ -55,7 +55,7 @@ class Settings:
 
     def command_args(self) -> str:
         """What a command printed for people adds to reach this journal and mode."""
-        args = f" --state {self.state}" if self.state else ""
+        args = f" --state {shlex.quote(str(self.state))}" if self.state else ""
         return args + (" --sandbox" if self.sandbox else "")
 
 
@@ -73,8 +73,6 @@ class Session:
     def run(self, options: RunOptions, stop: threading.Event) -> RunResult:
         """The campaign through the engine, stopped cleanly by Ctrl-C/SIGTERM."""
         options = dataclasses.replace(options, command_args=self.settings.command_args())
-        if options.resume:
-            check_mode(self.journal, options.resume, self.settings.sandbox)
         with stop_on_signals(stop):
             return run_campaign(
                 self.campaign,
@@ -169,22 +167,6 @@ def session(
         lock.release()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-
-
-def check_mode(journal: Journal, run_id: str, sandbox: bool) -> None:
-    """A rehearsal is never continued for real, nor a real run on the emulators."""
-    run = journal.get_run(run_id) or {}
-    if run.get("mode") == "sandbox" and not sandbox:
-        raise UsageError(
-            f"run {run_id} is a rehearsal on the sandbox (emulators at "
-            f"{run.get('sandbox') or 'an address of its own'}): it cannot go on for "
-            "real; add --sandbox, or start a new run"
-        )
-    if run.get("mode", "real") == "real" and sandbox:
-        raise UsageError(
-            f"run {run_id} sends to the real providers: --sandbox would send its "
-            "remaining messages to emulators; go on without --sandbox"
-        )
 
 
 @contextmanager

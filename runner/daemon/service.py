@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import signal
 import threading
 import time
@@ -68,7 +69,10 @@ class DaemonSettings:
 
 
 class Emulators(Protocol):
-    """What the daemon needs of a rehearsal's emulators: to stop them."""
+    """What the daemon needs of a rehearsal's emulators: where, and to stop them."""
+
+    @property
+    def root(self) -> str: ...
 
     def stop(self) -> None: ...
 
@@ -328,6 +332,7 @@ class Daemon:
                         providers=providers,
                         options=options,
                         stop=stop,
+                        sandbox=emulators.root if emulators is not None else None,
                     )
             finally:
                 for p in providers.values():
@@ -348,6 +353,11 @@ class Daemon:
             names = {f.name for f in dataclasses.fields(RunOptions)}
             base = RunOptions(**{k: v for k, v in saved.items() if k in names})
             base = dataclasses.replace(base, resume=resume)
+        s = self.settings
+        args = (f" --state {shlex.quote(str(s.state))}" if s.state else "") + (
+            " --sandbox" if s.sandbox else ""
+        )
+        base = dataclasses.replace(base, command_args=args)
         if self.settings.sandbox and base.max_poll_interval is None:
             # the emulators settle in about a second: poll reports briskly
             base = dataclasses.replace(base, max_poll_interval=self.settings.settle)

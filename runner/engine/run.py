@@ -29,7 +29,7 @@ from runner.engine.context import (
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.scheduler import StepScheduler, start_time
 from runner.engine.steps import EXECUTORS
-from runner.errors import RunnerError, write_crash_log
+from runner.errors import RunnerError, UsageError, write_crash_log
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
 from runner.model.campaign import Campaign, Step
@@ -213,6 +213,22 @@ def build_limiters(providers: Mapping[str, Provider]) -> dict[str, RateLimiter]:
     return limiters
 
 
+def check_mode(journal: Journal, run_id: str, sandbox: bool) -> None:
+    """A rehearsal is never continued for real, nor a real run on the emulators."""
+    run = journal.get_run(run_id) or {}
+    if run.get("mode") == "sandbox" and not sandbox:
+        raise UsageError(
+            f"run {run_id} is a rehearsal on the sandbox (emulators at "
+            f"{run.get('sandbox') or 'an address of its own'}): it cannot go on for "
+            "real; add --sandbox, or start a new run"
+        )
+    if run.get("mode", "real") == "real" and sandbox:
+        raise UsageError(
+            f"run {run_id} sends to the real providers: --sandbox would send its "
+            "remaining messages to emulators; go on without --sandbox"
+        )
+
+
 def run_campaign(
     campaign: Campaign,
     *,
@@ -227,7 +243,7 @@ def run_campaign(
     """Run (or resume) ``campaign``; blocks until it finishes, fails or is stopped.
 
     ``sandbox`` is the address of the emulators a rehearsal sends to: the run is
-    recorded as one (the caller checks a resumed run is of the same kind).
+    recorded as one, and a resumed run must be of the same kind.
     """
     stop = stop or threading.Event()
     first, prev_end = 0, datetime.now(UTC)
@@ -235,6 +251,7 @@ def run_campaign(
     changed: list[str] = []
     if options.resume:
         run_id = options.resume
+        check_mode(journal, run_id, sandbox is not None)
         stored = journal.get_run(run_id) or {}
         changed = changes(json.loads(stored.get("fingerprint") or "{}"), prints)
         journal.reopen_run(run_id, sandbox)

@@ -90,6 +90,10 @@ class Reports:
     def report(self, query: ReportQuery, cursor: Any = None) -> Report:
         """One poll: at most ``report_pages_per_poll`` pages of ReportDetails.
 
+        A page that fails after others were read ends the poll early with what
+        was read and a cursor at that page, so a retry resumes there instead of
+        reading the first pages again.
+
         Final at the end of a pass over every page when each sent message with a
         DeliveryId is listed with a final status and no listed send of ours is
         still queued (a send without an id, an unknown outcome, may be absent).
@@ -118,7 +122,17 @@ class Reports:
         deliveries: list[Delivery] = []
         page, last = state.page, False
         for _ in range(max(1, int(api.option("report_pages_per_poll")))):
-            items, last = self.page(path, self._report_params(query, page))
+            try:
+                items, last = self.page(path, self._report_params(query, page))
+            except ProviderCallError:
+                if page == state.page:
+                    raise  # nothing read yet: the caller retries this page
+                # keep what was read; the next poll starts at the page that failed
+                details["pages_read"] = page
+                nxt = ReportCursor(msg_id, page, frozenset(settled), frozenset(unsettled))
+                return Report(
+                    False, tuple(deliveries), more=True, details=details, cursor=nxt
+                )
             for item in items:
                 d = self._delivery(item, match)
                 if d.at is not None and d.at < since:

@@ -549,6 +549,33 @@ def test_kill_9_mid_send_then_restart_sends_each_recipient_exactly_once(
             assert m["provider_message_id"] == ids[m["phone"].lstrip("+")]
 
 
+def test_a_real_daemon_refuses_to_resume_a_rehearsal(tmp_path: Path) -> None:
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    dead = f"http://127.0.0.1:{free_port()}"  # were the refusal missing: no answer
+    campaign = spring(folder)
+    edit(
+        campaign,
+        lambda d: d["providers"]["mailup"].update(
+            base_url=dead, token_url=dead, send_url=dead
+        ),
+    )
+    state = tmp_path / "journal.db"
+    j = Journal(state)
+    try:
+        run = j.start_run("spring-promo", str(campaign), {}, sandbox="http://127.0.0.1:1")
+    finally:
+        j.close()
+    with running_daemon(tmp_path, folder, state, env=MAILUP_ENV) as d:
+        errors = wait_for(lambda: d.events("run.error"), "the refusal")
+        assert d.stop() == 0, d.stderr()
+    assert run in errors[0]["error"] and "rehearsal" in errors[0]["error"]
+    assert not d.events("run.resumed")
+    (row,) = runs_of(state)
+    assert row["status"] == "running" and row["mode"] == "sandbox"
+    assert journal_messages(state) == []
+
+
 # -- docs and the systemd unit -----------------------------------------------------------
 
 

@@ -590,6 +590,52 @@ def test_report_reads_pages_across_polls(env: Env) -> None:
     assert len(env.calls("/Messages")) == 1  # the message id came with the cursor
 
 
+def test_a_failed_page_is_read_again_without_the_pages_before_it(env: Env) -> None:
+    """Defect: one 502 on page 2 of 4 used to restart the pass from page 0."""
+    p = env.provider(report_page_size=2, report_pages_per_poll=5)
+    numbers = [f"+39347000{i:04d}" for i in range(7)]
+    query = ReportQuery(
+        since=when(T0 - 5), until=when(T0 + 60), sent=send_all(p, numbers)
+    )
+    env.clock.advance(31)
+    pages: list[str] = []
+
+    def bad_gateway_on_page_2(mount: str, req: Any) -> Fault | None:
+        if not req.path.endswith("/ReportDetails"):
+            return None
+        pages.append(req.query.get("pageNumber", [""])[0])
+        if pages.count("2") == 1 and pages[-1] == "2":
+            return Fault(response=SbResponse(502, b"<h1>Bad Gateway</h1>", "text/html"))
+        return None
+
+    env.sb.faults = bad_gateway_on_page_2
+    first = p.report(query)
+    assert first.more and not first.final and len(first.deliveries) == 4
+    assert isinstance(first.cursor, ReportCursor) and first.cursor.page == 2
+    second = p.report(query, first.cursor)
+    assert second.final and {d.to for d in first.deliveries + second.deliveries} == set(
+        numbers
+    )
+    assert pages == ["0", "1", "2", "2", "3"]  # page 2 again, never 0 and 1
+
+
+def test_a_failure_on_the_first_page_of_a_poll_is_raised_for_the_retry(
+    env: Env,
+) -> None:
+    p = env.provider(report_page_size=2)
+    query = ReportQuery(
+        since=when(T0 - 5), until=when(T0 + 60), sent=send_all(p, ["+393470000001"])
+    )
+    env.sb.faults = lambda mount, req: (
+        Fault(response=SbResponse(503, b"busy", "text/plain"))
+        if req.path.endswith("/ReportDetails")
+        else None
+    )
+    with pytest.raises(ProviderCallError) as info:
+        p.report(query)
+    assert info.value.error.kind is ErrorKind.TRANSIENT
+
+
 def test_report_of_one_send_uses_the_delivery_id(env: Env) -> None:
     p = env.provider()
     others = send_all(p, ["+393470000001", "+393470000002"])
