@@ -1,8 +1,20 @@
-"""Shared fixtures: state stays out of $HOME."""
+"""Shared fixtures: state stays out of $HOME; property tests are deterministic.
+
+Hypothesis runs derandomized (the same examples on every machine, no example
+database), so the suite passes or fails for a reason. To explore new examples,
+``HYPOTHESIS_PROFILE=explore pytest --hypothesis-seed=N tests/commands/test_fuzz_cli.py``.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

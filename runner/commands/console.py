@@ -16,7 +16,12 @@ from typing import TextIO
 from runner.journal.eventlog import Event, EventLog
 
 PLAIN_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
-MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "skipped"}
+MARKS = {
+    "succeeded": "ok",
+    "failed": "FAILED",
+    "unsettled": "UNSETTLED",
+    "skipped": "skipped",
+}
 EVENTS = (
     "run.changed",
     "step.paused",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -79,8 +80,6 @@ def check(code: int, out: str, err: str) -> None:
 def test_mutated_campaigns_through_validate_and_run(
     example: str, edits: list[tuple[float, int, list[str]]]
 ) -> None:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "data").symlink_to(CAMPAIGNS / "data")
@@ -121,8 +120,6 @@ CELL = st.one_of(
     delimiter=st.sampled_from([",", ";", "\t", "|"]),
 )
 def test_random_csv_rows_through_preview(rows: list[list[str]], delimiter: str) -> None:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         buf = io.StringIO()
