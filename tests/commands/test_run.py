@@ -107,7 +107,7 @@ def test_report_threshold_not_met_exits_1(tmp_path: Path) -> None:
     state = tmp_path / "j.db"
     r = cli("run", str(campaign), "--sandbox", "--now", "--state", str(state))
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "not met: delivered ratio 0.750 < 0.8" in r.stdout
+    assert "not met: delivered ratio 0.750 (15 delivered of 20 sent) < 0.8" in r.stdout
     _, rows = journal_rows(state)
     assert Counter(m["delivery_status"] for m in rows) == {"delivered": 15, "failed": 5}
 

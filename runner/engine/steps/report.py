@@ -152,20 +152,29 @@ def expectations(
         else:
             ratio = f["delivered"] / sent if sent else 0.0
             if ratio < expect.delivered_ratio:
-                unmet.append(f"delivered ratio {ratio:.3f} < {expect.delivered_ratio}")
+                unmet.append(
+                    f"delivered ratio {ratio:.3f} ({f['delivered']} delivered of "
+                    f"{sent} sent) < {expect.delivered_ratio}"
+                )
     if expect.max_failed is not None and failed > expect.max_failed:
         unmet.append(f"{failed} failed > {expect.max_failed}")
     if expect.max_failed_ratio is not None:
         total = sent + f["send_failed"]
         ratio = failed / total if total else 0.0
         if ratio > expect.max_failed_ratio:
-            unmet.append(f"failed ratio {ratio:.3f} > {expect.max_failed_ratio}")
+            unmet.append(
+                f"failed ratio {ratio:.3f} ({failed} failed of {total} sent or not "
+                f"sendable) > {expect.max_failed_ratio}"
+            )
     if expect.max_optout_ratio is not None:
         optouts = counts.get("OPTOUT", counts.get("optouts", 0))
         base = counts.get("SMS_SENT") or sent
         ratio = optouts / base if base else 0.0
         if ratio > expect.max_optout_ratio:
-            unmet.append(f"opt-out ratio {ratio:.3f} > {expect.max_optout_ratio}")
+            unmet.append(
+                f"opt-out ratio {ratio:.3f} ({optouts:g} opt-outs of {base:g} sent) > "
+                f"{expect.max_optout_ratio}"
+            )
     if expect.min_sent is not None and sent < expect.min_sent:
         unmet.append(f"{sent} sent < {expect.min_sent}")
     return unmet
