@@ -21,6 +21,14 @@ from paths import CAMPAIGNS
 
 from runner.journal.journal import Journal
 
+# what the MailUp examples' ${VARS} resolve to in tests (the sandbox accepts them)
+MAILUP_ENV = {
+    "MAILUP_CLIENT_ID": "cid-7f3a9e",
+    "MAILUP_CLIENT_SECRET": "csecret-Q8xZ2vLm",
+    "MAILUP_PASSWORD": "pw-R4nd0mP4ss",
+    "MAILUP_LIST_SECRET": "lsecret-9Kd2Jx",
+}
+
 
 def cli(
     *args: str,

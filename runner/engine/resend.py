@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from runner.journal.journal import Journal
 from runner.model.campaign import Campaign, SendAction
@@ -39,34 +40,37 @@ def queue_failed(
     journal: Journal, run_id: str, steps: Iterable[str], choice: Choice
 ) -> dict[str, int]:
     """Queue again the failed messages the choice covers; per step, how many."""
-    queued = {}
-    for step in steps:
-        n = journal.resend(
-            run_id,
-            step,
-            ["failed"],
-            f"retried: failed ({', '.join(choice.reasons)})",
-            error_kinds=list(choice.reasons),
-            provider=choice.provider,
-        )
-        if n:
-            queued[step] = n
-    return queued
+    return _queue(
+        journal,
+        run_id,
+        steps,
+        "failed",
+        f"retried: failed ({', '.join(choice.reasons)})",
+        choice.provider,
+        error_kinds=list(choice.reasons),
+    )
 
 
 def queue_unknown(
     journal: Journal, run_id: str, steps: Iterable[str], provider: str | None
 ) -> dict[str, int]:
     """Queue again every unknown outcome (the user said so); per step, how many."""
+    reason = "resent: outcome unknown (the user's choice; may be received twice)"
+    return _queue(journal, run_id, steps, "unknown", reason, provider)
+
+
+def _queue(
+    journal: Journal,
+    run_id: str,
+    steps: Iterable[str],
+    status: str,
+    reason: str,
+    provider: str | None,
+    **only: Any,
+) -> dict[str, int]:
     queued = {}
     for step in steps:
-        n = journal.resend(
-            run_id,
-            step,
-            ["unknown"],
-            "resent: outcome unknown (the user's choice; may be received twice)",
-            provider=provider,
-        )
+        n = journal.resend(run_id, step, [status], reason, provider=provider, **only)
         if n:
             queued[step] = n
     return queued

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from runkit import (
+    MAILUP_ENV,
     cli,
     copy_campaign,
     edit,
@@ -24,12 +25,6 @@ from runkit import (
 
 from runner.journal.journal import Journal
 
-MAILUP_ENV = {
-    "MAILUP_CLIENT_ID": "cid-7f3a9e",
-    "MAILUP_CLIENT_SECRET": "csecret-Q8xZ2vLm",
-    "MAILUP_PASSWORD": "pw-R4nd0mP4ss",
-    "MAILUP_LIST_SECRET": "lsecret-9Kd2Jx",
-}
 OGANGI_ENV = {"OGANGI_PUBLIC_KEY": "pub-8Hh2", "OGANGI_PRIVATE_KEY": "priv-Jq93xZ"}
 TATANGO_ENV = {"TATANGO_API_KEY": "tk-5Lw0pQ"}
 

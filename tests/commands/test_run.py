@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from runkit import (
+    MAILUP_ENV,
     cli,
     copy_campaign,
     edit,
@@ -16,13 +17,6 @@ from runkit import (
     standalone_sandbox,
     start_cli,
 )
-
-MAILUP_ENV = {
-    "MAILUP_CLIENT_ID": "cid-7f3a9e",
-    "MAILUP_CLIENT_SECRET": "csecret-Q8xZ2vLm",
-    "MAILUP_PASSWORD": "pw-R4nd0mP4ss",
-    "MAILUP_LIST_SECRET": "lsecret-9Kd2Jx",
-}
 
 
 def many_recipients(path: Path, n: int, *, failing: int = 0) -> None:
