@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import threading
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from runner.commands.args import add_state
-from runner.commands.session import Settings, session
+from runner.commands.session import Session, Settings, session
 from runner.engine.context import RunOptions, RunResult
 from runner.errors import UsageError
 
@@ -47,6 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="continue an unfinished run (default: the last one of this campaign)",
     )
     p.add_argument(
+        "--again",
+        action="store_true",
+        help="start a new run even if this campaign has an unfinished one",
+    )
+    p.add_argument(
         "--resend-unknown",
         action="store_true",
         help="resend messages whose outcome is unknown (they may be received twice)",
@@ -72,6 +78,8 @@ def main(args: argparse.Namespace) -> int:
     """
     if args.faults and not args.sandbox:
         raise UsageError("--faults needs --sandbox")
+    if args.again and args.resume:
+        raise UsageError("--again starts a new run; --resume continues one: pick one")
     settings = Settings(
         state=Path(args.state) if args.state else None,
         log=Path(args.log) if args.log else None,
@@ -86,7 +94,9 @@ def main(args: argparse.Namespace) -> int:
         resend_unknown=args.resend_unknown,
         show_phones=args.show_phones,
     )
-    return run_file(Path(args.file), settings, options, out=sys.stdout).exit_code
+    return run_file(
+        Path(args.file), settings, options, out=sys.stdout, again=args.again
+    ).exit_code
 
 
 def run_file(
@@ -98,7 +108,11 @@ def run_file(
     err: TextIO | None = None,
     env: Mapping[str, str] | None = None,
     stop: threading.Event | None = None,
+    again: bool = False,
 ) -> RunResult:
+    """Run ``path``; an unfinished run of the campaign in the same mode is
+    continued, not started again (unless ``again``), so typing the same command
+    after a crash never sends twice."""
     if options.dry_run:
         if options.resume:
             raise UsageError("--dry-run cannot be combined with --resume")
@@ -114,6 +128,8 @@ def run_file(
         dry_run=options.dry_run,
     ) as s:
         journal, campaign = s.journal, s.campaign
+        if not (options.resume or options.dry_run or again):
+            options = _continue_unfinished(s, options, out)
         if options.resume == "last":
             last = journal.last_unfinished_run(campaign.name)
             if last is None:
@@ -142,3 +158,19 @@ def run_file(
         result = s.run(options, stop or threading.Event())
         s.summarise(result, dry_run=options.dry_run)
         return result
+
+
+def _continue_unfinished(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
+    """The campaign's unfinished run of this mode, to continue instead of a new one."""
+    last = s.journal.last_unfinished_run(s.campaign.name)
+    run = s.journal.get_run(last) if last else None
+    if run is None or (run.get("mode") == "sandbox") != s.settings.sandbox:
+        return options
+    if json.loads(run.get("options") or "{}").get("dry_run"):
+        return options  # an interrupted dry run has nothing to continue
+    out.write(
+        f"campaign {s.campaign.name} has an unfinished run {last} (started "
+        f"{run['started_at']}): continuing it, so nobody gets a message twice "
+        "(--again starts a new run)\n"
+    )
+    return dataclasses.replace(options, resume=last)

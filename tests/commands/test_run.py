@@ -157,6 +157,29 @@ def test_ctrl_c_mid_send_stops_cleanly_and_resume_finishes(tmp_path: Path) -> No
     assert len({m["to"] for m in received}) == 400
 
 
+def test_the_same_command_after_kill_9_continues_the_run(tmp_path: Path) -> None:
+    """Issue 14's first case: no --resume, yet nobody gets the message twice."""
+    campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
+    many_recipients(campaign, 400)
+    edit(campaign, lambda d: d["providers"]["mailup"].update(rate="100/s", concurrency=4))
+    with standalone_sandbox(campaign, MAILUP_ENV) as sb:
+        sb.point(campaign)
+        state = tmp_path / "j.db"
+        command = ("run", str(campaign), "--now", "--state", str(state))
+        proc = start_cli(*command, env=MAILUP_ENV)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(sb.messages()["mailup"]) < 50:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        r = cli(*command, env=MAILUP_ENV)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "has an unfinished run" in r.stdout and "continuing it" in r.stdout
+        received = sb.messages()["mailup"]
+    assert len(received) == 400
+    assert len({m["to"] for m in received}) == 400
+
+
 def test_a_real_delay_is_waited_for(tmp_path: Path) -> None:
     campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
     edit(campaign, lambda d: d["steps"][2].update(after="2s"))
