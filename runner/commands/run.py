@@ -15,6 +15,8 @@ from runner.commands.args import add_state
 from runner.commands.session import Session, Settings, session
 from runner.engine.context import RunOptions, RunResult
 from runner.errors import UsageError
+from runner.journal.runs import UNFINISHED
+from runner.model.campaign import SendAction
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,9 +112,8 @@ def run_file(
     stop: threading.Event | None = None,
     again: bool = False,
 ) -> RunResult:
-    """Run ``path``; an unfinished run of the campaign in the same mode is
-    continued, not started again (unless ``again``), so typing the same command
-    after a crash never sends twice."""
+    """Run ``path``; the campaign's earlier run in the same mode is continued,
+    not started again (unless ``again``): see ``_converge``."""
     if options.dry_run:
         if options.resume:
             raise UsageError("--dry-run cannot be combined with --resume")
@@ -129,7 +130,7 @@ def run_file(
     ) as s:
         journal, campaign = s.journal, s.campaign
         if not (options.resume or options.dry_run or again):
-            options = _continue_unfinished(s, options, out)
+            options = _converge(s, options, out)
         if options.resume == "last":
             last = journal.last_unfinished_run(campaign.name)
             if last is None:
@@ -160,17 +161,38 @@ def run_file(
         return result
 
 
-def _continue_unfinished(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
-    """The campaign's unfinished run of this mode, to continue instead of a new one."""
-    last = s.journal.last_unfinished_run(s.campaign.name)
-    run = s.journal.get_run(last) if last else None
-    if run is None or (run.get("mode") == "sandbox") != s.settings.sandbox:
+def _converge(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
+    """The run of this campaign (same mode) to continue instead of a new one.
+
+    An unfinished run goes on where it stopped. A one-off campaign that already
+    ran is continued too: its send steps plan only the recipients without a
+    message yet (rows added since), so running it again sends nothing twice. A
+    cron campaign's finished runs are its past periods, and stay finished.
+    """
+    name = s.campaign.name
+    for run in s.journal.list_runs(name, limit=20):
+        if (run.get("mode") == "sandbox") != s.settings.sandbox:
+            continue
+        if json.loads(run.get("options") or "{}").get("dry_run"):
+            continue
+        break
+    else:
         return options
-    if json.loads(run.get("options") or "{}").get("dry_run"):
-        return options  # an interrupted dry run has nothing to continue
+    run_id, status = run["id"], run["status"]
+    if status in UNFINISHED:
+        out.write(
+            f"campaign {name} has an unfinished run {run_id} ({status}, started "
+            f"{run['started_at']}): continuing it, so nobody gets a message twice "
+            "(--again starts a new run)\n"
+        )
+        return dataclasses.replace(options, resume=run_id)
+    schedule = s.campaign.schedule
+    if schedule is not None and schedule.cron:
+        return options
+    sends = [st.id for st in s.campaign.steps if isinstance(st.action, SendAction)]
+    done = run["counts"].get("sent", 0)
     out.write(
-        f"campaign {s.campaign.name} has an unfinished run {last} (started "
-        f"{run['started_at']}): continuing it, so nobody gets a message twice "
-        "(--again starts a new run)\n"
+        f"campaign {name} already ran (run {run_id}, {status}, {done} sent): sending "
+        "only to recipients without a message yet (--again sends to everyone again)\n"
     )
-    return dataclasses.replace(options, resume=last)
+    return dataclasses.replace(options, resume=run_id, only_steps=frozenset(sends))

@@ -180,6 +180,33 @@ def test_the_same_command_after_kill_9_continues_the_run(tmp_path: Path) -> None
     assert len({m["to"] for m in received}) == 400
 
 
+def test_a_finished_campaign_run_again_sends_only_to_new_rows(tmp_path: Path) -> None:
+    campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
+    many_recipients(campaign, 30)
+    edit(campaign, lambda d: d["steps"].pop(0))  # the send, then its report
+    with standalone_sandbox(campaign, MAILUP_ENV) as sb:
+        sb.point(campaign)
+        state = tmp_path / "j.db"
+        command = ("run", str(campaign), "--now", "--state", str(state))
+        assert cli(*command, env=MAILUP_ENV).returncode == 0
+        posts = lambda: [c for c in sb.calls() if c["method"] == "POST"]  # noqa: E731
+        before = len(posts())
+        r = cli(*command, env=MAILUP_ENV)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "already ran" in r.stdout and "30 sent" in r.stdout
+        assert len(posts()) == before  # nothing sent again
+        csv = tmp_path / "many.csv"
+        with csv.open("a") as f:
+            for i in range(10):
+                f.write(f"+3469900{i:04d},New {i},es\n")
+        r = cli(*command, env=MAILUP_ENV)
+        assert r.returncode == 0, r.stdout + r.stderr
+        received = sb.messages()["mailup"]
+    assert len(received) == 40 and len({m["to"] for m in received}) == 40
+    _, rows = journal_rows(state)
+    assert len(rows) == 40 and {m["status"] for m in rows} == {"sent"}
+
+
 def test_a_real_delay_is_waited_for(tmp_path: Path) -> None:
     campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
     edit(campaign, lambda d: d["steps"][2].update(after="2s"))
