@@ -167,7 +167,8 @@ def _converge(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
     An unfinished run goes on where it stopped. A one-off campaign that already
     ran is continued too: its send steps plan only the recipients without a
     message yet (rows added since), so running it again sends nothing twice. A
-    cron campaign's finished runs are its past periods, and stay finished.
+    cron campaign's finished runs are its past periods, and stay finished; a
+    finished rehearsal costs nothing to repeat, so the sandbox starts anew.
     """
     name = s.campaign.name
     for run in s.journal.list_runs(name, limit=20):
@@ -187,8 +188,8 @@ def _converge(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
         )
         return dataclasses.replace(options, resume=run_id)
     schedule = s.campaign.schedule
-    if schedule is not None and schedule.cron:
-        return options
+    if s.settings.sandbox or (schedule is not None and schedule.cron):
+        return options  # a finished rehearsal is rehearsed again from the start
     sends = [st.id for st in s.campaign.steps if isinstance(st.action, SendAction)]
     done = run["counts"].get("sent", 0)
     out.write(
