@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from paths import DATA
+from paths import CAMPAIGNS, DATA
 
 from runner.cli import main
 from runner.commands.validate import validate_files
@@ -95,15 +95,38 @@ def test_json_format(cases: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("arg", "message"),
-    [("nope.yaml", "nope.yaml: no such file"), ("valid", "valid: is a directory")],
+    [
+        ("nope.yaml", "nope.yaml: no such file"),
+        ("valid/data", "valid/data: a folder without *.yaml or *.yml files"),
+    ],
 )
-def test_missing_file_or_directory_is_a_usage_error(
+def test_missing_file_or_empty_folder_is_a_usage_error(
     cases: Path, capsys: pytest.CaptureFixture[str], arg: str, message: str
 ) -> None:
     code, out, err = run(["validate", "valid/full.yaml", arg], capsys)
     assert code == 2 and out == ""
     assert err.startswith(f"campaign-runner: {message}")
     assert len(err.splitlines()) == 1
+
+
+def test_two_files_with_one_campaign_name_are_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (CAMPAIGNS / "mailup-spring-promo.yaml").read_text()
+    (tmp_path / "data").symlink_to(CAMPAIGNS / "data")
+    (tmp_path / "a.yaml").write_text(text)
+    (tmp_path / "b.yaml").write_text(text)
+    line = next(
+        n for n, x in enumerate(text.splitlines(), start=1) if x.startswith("name:")
+    )
+    code, out, _ = run(["validate", str(tmp_path)], capsys)
+    assert code == 1
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    assert f"{a}: valid" in out
+    assert (
+        f"{b}:{line}:1: name: campaign name 'spring-promo' is also the name of {a}" in out
+    )
+    assert f"{b}: valid" not in out
 
 
 def test_no_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
