@@ -121,7 +121,7 @@ def retry(
     path = Path(run["campaign_path"])
     if not path.is_file():
         raise UsageError(f"the campaign file of run {run_id} is gone: {path}")
-    with session(path, settings, out=out) as s:
+    with session(path, settings, out=out, owner="retry") as s:
         if choice.provider is not None and choice.provider not in s.campaign.providers:
             names = ", ".join(s.campaign.providers)
             raise UsageError(f"--provider {choice.provider!r}: the campaign has {names}")

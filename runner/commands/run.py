@@ -146,6 +146,8 @@ def run_file(
                 raise UsageError(
                     f"run {options.resume!r} belongs to campaign {run['campaign']!r}"
                 )
+        if options.resume:
+            _check_control(s, options.resume)
         if settings.sandbox and options.now and options.max_poll_interval is None:
             # a rehearsal: the emulators settle in about a second, so poll briskly
             options = dataclasses.replace(options, max_poll_interval=settings.settle)
@@ -190,6 +192,13 @@ def _converge(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
     schedule = s.campaign.schedule
     if s.settings.sandbox or (schedule is not None and schedule.cron):
         return options  # a finished rehearsal is rehearsed again from the start
+    if status == "cancelled":
+        control = s.journal.control_of(run_id)
+        raise UsageError(
+            f"campaign {name}: its run {run_id} was cancelled"
+            + (f" by {control.by} at {control.at}" if control.by else "")
+            + "; nothing more is sent for it (--again starts a new run, to everyone)"
+        )
     sends = [st.id for st in s.campaign.steps if isinstance(st.action, SendAction)]
     done = run["counts"].get("sent", 0)
     out.write(
@@ -197,3 +206,19 @@ def _converge(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
         "only to recipients without a message yet (--again sends to everyone again)\n"
     )
     return dataclasses.replace(options, resume=run_id, only_steps=frozenset(sends))
+
+
+def _check_control(s: Session, run_id: str) -> None:
+    """A paused or cancelled run is not continued behind the back of who asked."""
+    control = s.journal.control_of(run_id)
+    args = s.settings.state_args()
+    if control.state == "paused":
+        raise UsageError(
+            f"run {run_id} is paused (by {control.by} at {control.at}): resume it "
+            f"first (campaign-runner resume {run_id}{args}), or start anew with --again"
+        )
+    if control.state == "cancelled":
+        raise UsageError(
+            f"run {run_id} was cancelled (by {control.by} at {control.at}): it "
+            "cannot be continued; --again starts a new run"
+        )

@@ -1,9 +1,9 @@
 """What ``run`` and ``retry`` set up around the engine, and take down after.
 
-The campaign loaded with its secrets resolved, the journal and its lock, the
-event log with the terminal view listening, the sandbox's emulators for a
-rehearsal, and the provider objects; the checks that a run continued is of the
-same kind (rehearsal or real) as the command.
+The campaign loaded with its secrets resolved, the journal and the campaign's
+lease (one process sends a campaign at a time), the event log with the terminal
+view listening, the sandbox's emulators for a rehearsal, and the provider
+objects.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from typing import Any, TextIO
 
 from runner.commands.console import Console
 from runner.commands.sandbox import start_emulators
-from runner.engine.context import EXIT_UNSETTLED, RunOptions, RunResult
+from runner.engine.context import EXIT_CANCELLED, EXIT_UNSETTLED, RunOptions, RunResult
 from runner.engine.run import run_campaign
+from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
-from runner.journal.lock import StateLock, lock_path
+from runner.journal.leases import Lease
 from runner.journal.store import default_path, event_log_path
 from runner.loader.load import load_campaign
 from runner.model.campaign import Campaign
@@ -39,6 +40,7 @@ OUTCOMES = {
     0: "succeeded",
     1: "failed",
     EXIT_UNSETTLED: "unsettled: some outcomes are unknown (see the step above)",
+    EXIT_CANCELLED: "cancelled",
     130: "interrupted (resume with --resume)",
 }
 
@@ -53,10 +55,13 @@ class Settings:
     faults: str | None = None  # --faults for the sandbox
     settle: float = 1.0  # sandbox: seconds before a delivery status is final
 
+    def state_args(self) -> str:
+        """What a command printed for people adds to reach this journal."""
+        return f" --state {shlex.quote(str(self.state))}" if self.state else ""
+
     def command_args(self) -> str:
         """What a command printed for people adds to reach this journal and mode."""
-        args = f" --state {shlex.quote(str(self.state))}" if self.state else ""
-        return args + (" --sandbox" if self.sandbox else "")
+        return self.state_args() + (" --sandbox" if self.sandbox else "")
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Session:
     providers: dict[str, Provider] = field(default_factory=dict)
     sandbox_root: str | None = None
     out: TextIO = sys.stdout
+    lease: Lease | None = None  # this process's hold on the campaign
 
     def run(self, options: RunOptions, stop: threading.Event) -> RunResult:
         """The campaign through the engine, stopped cleanly by Ctrl-C/SIGTERM."""
@@ -82,6 +88,7 @@ class Session:
                 options=options,
                 stop=stop,
                 sandbox=self.sandbox_root,
+                lease=self.lease,
             )
 
     def summarise(self, result: RunResult, *, dry_run: bool = False) -> None:
@@ -108,6 +115,7 @@ def session(
     env: Mapping[str, str] | None = None,
     show_phones: bool = False,
     dry_run: bool = False,
+    owner: str = "run",
 ) -> Iterator[Session]:
     env = os.environ if env is None else env
     stand_ins = settings.sandbox or dry_run  # unset credentials get stand-ins
@@ -127,14 +135,21 @@ def session(
             log=Path(scratch) / "events.jsonl",
         )
     journal_path = settings.state or default_path()
-    # One process per journal: a daemon resuming this run while we send it would
-    # send twice.
-    lock = StateLock(lock_path(journal_path))
-    lock.acquire()
-    journal = log = emulators = None
+    journal = log = emulators = lease = None
     built: dict[str, Provider] = {}
     try:
         journal = Journal(journal_path)
+        # One process per campaign, taken before anything is decided: a daemon or
+        # another terminal continuing this campaign while we send it would send
+        # twice. Other campaigns run beside it on the same journal.
+        holder = journal.take_lease(campaign.name, owner)
+        if holder is not None:
+            raise UsageError(
+                f"campaign {campaign.name!r} is being sent by {holder.describe()}: "
+                f"wait for it to end, or pause or cancel it (campaign-runner pause "
+                f"{shlex.quote(campaign.name)}{settings.state_args()})"
+            )
+        lease = Lease(journal, campaign.name)
         log_path = settings.log or event_log_path(journal_path)
         log = EventLog(log_path, redact=redactor, show_phones=show_phones)
         Console(out, err or sys.stderr, campaign.timezone).attach(log)
@@ -154,6 +169,7 @@ def session(
             built,
             emulators.root if emulators is not None else None,
             out,
+            lease,
         )
     finally:
         for p in built.values():
@@ -162,9 +178,10 @@ def session(
             emulators.stop()
         if log is not None:
             log.close()
+        if lease is not None:
+            lease.release()
         if journal is not None:
             journal.close()
-        lock.release()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 

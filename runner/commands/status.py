@@ -1,8 +1,9 @@
 """``campaign-runner status``: next scheduled runs and runs in progress.
 
 Everything comes from the journal (the daemon's job table and the runs) plus
-the lock file, so it works whether or not a daemon is running, and from another
-shell than the daemon's.
+the daemon's lock file, so it works whether or not a daemon is running, and from
+another shell than the daemon's; each run in progress names its owner (a daemon
+or a `run`, pid, host, since) from the campaign leases.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, TextIO
 from runner.commands.args import add_format, add_state
 from runner.errors import UsageError
 from runner.journal.journal import Journal
+from runner.journal.leases import Holder
 from runner.journal.lock import lock_owner, lock_path
 from runner.journal.schedule import (
     InProgress,
@@ -43,6 +45,7 @@ class Status:
     daemon_pid: int | None
     scheduled: tuple[Scheduled, ...]
     in_progress: tuple[InProgress, ...]
+    owners: tuple[Holder, ...] = ()  # who is sending which campaign now
 
 
 def read_status(state: Path) -> Status:
@@ -54,6 +57,7 @@ def read_status(state: Path) -> Status:
             pid,
             tuple(scheduled_runs(journal)),
             tuple(runs_in_progress(journal)),
+            tuple(journal.live_leases()),
         )
     finally:
         journal.close()
@@ -79,6 +83,7 @@ def show_status(state: str | None, fmt: str, out: TextIO) -> int:
             out.write(f"  {when}  {s.campaign}  {s.path}\n")
     else:
         out.write("next scheduled runs: none\n")
+    owners = {h.run_id: h for h in status.owners}
     if status.in_progress:
         out.write("runs in progress:\n")
         for r in status.in_progress:
@@ -89,6 +94,14 @@ def show_status(state: str | None, fmt: str, out: TextIO) -> int:
                 f"  {r.run_id}  {r.campaign}  {mode}  {r.status}{note}  "
                 f"since {r.started_at}" + (f"  [{counts}]" if counts else "") + "\n"
             )
+            if r.control:
+                out.write(f"      {r.control} by {r.control_by} at {r.control_at}\n")
+            owner = owners.get(r.run_id)
+            if owner is not None:
+                out.write(
+                    f"      owner: {owner.owner} pid {owner.pid} on {owner.host} "
+                    f"since {owner.since}\n"
+                )
     else:
         out.write("runs in progress: none\n")
     return 0
@@ -105,4 +118,5 @@ def _as_json(status: Status) -> dict[str, Any]:
             for s in status.scheduled
         ],
         "in_progress": [asdict(r) for r in status.in_progress],
+        "owners": [asdict(h) for h in status.owners],
     }

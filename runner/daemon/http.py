@@ -1,9 +1,19 @@
-"""``/healthz`` and ``/metrics`` over HTTP, on exactly the address given."""
+"""``/healthz`` and ``/metrics`` over HTTP, on exactly the address given, and
+``POST /runs/{id}/pause|resume|cancel``.
+
+The POSTs change what is sent, so they are guarded: with
+``$CAMPAIGN_RUNNER_HTTP_TOKEN`` set they need ``Authorization: Bearer <token>``;
+without it they are only taken from a loopback client.
+"""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
+import os
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -15,8 +25,12 @@ from prometheus_client.exposition import choose_encoder
 
 from runner.daemon.health import Health
 from runner.daemon.metrics import build_registry
+from runner.engine.control import ACTIONS, request
 from runner.errors import UsageError
 from runner.journal.journal import Journal
+
+TOKEN_ENV = "CAMPAIGN_RUNNER_HTTP_TOKEN"
+_RUN_ACTION = re.compile(r"^/runs/([^/]+)/(" + "|".join(ACTIONS) + r")$")
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +66,44 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("http: %s failed", path)
             self._reply(500, "text/plain; charset=utf-8", b"internal error\n")
 
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        match = _RUN_ACTION.match(path)
+        if match is None:
+            self._json(404, {"error": "not found"})
+            return
+        refused = self._refused()
+        if refused is not None:
+            self._json(*refused)
+            return
+        run_id, action = match.groups()
+        client = self.client_address[0]
+        try:
+            answer = request(self.server.journal, run_id, action, f"http {client}")
+        except UsageError as e:
+            self._json(404 if str(e).startswith("no run") else 409, {"error": str(e)})
+            return
+        except Exception:  # a request must never take the daemon down
+            log.exception("http: %s failed", path)
+            self._json(500, {"error": "internal error"})
+            return
+        self._json(200, {"run_id": answer.run_id, "message": answer.message})
+
+    def _refused(self) -> tuple[int, dict[str, str]] | None:
+        """Why this client may not control runs (None: it may)."""
+        token = os.environ.get(TOKEN_ENV)
+        if token:
+            given = self.headers.get("Authorization", "")
+            if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return None
+            return 401, {"error": "a valid Authorization: Bearer token is required"}
+        if ipaddress.ip_address(self.client_address[0].split("%")[0]).is_loopback:
+            return None
+        return 403, {"error": f"only loopback clients, unless {TOKEN_ENV} is set"}
+
+    def _json(self, status: int, body: dict[str, str]) -> None:
+        self._reply(status, "application/json", json.dumps(body).encode() + b"\n")
+
     def _reply(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -64,6 +116,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     registry: CollectorRegistry
     health: Callable[[], Health]
+    journal: Journal
 
 
 class _Server6(_Server):
@@ -71,7 +124,8 @@ class _Server6(_Server):
 
 
 class MetricsServer:
-    """``/healthz`` and ``/metrics`` on exactly the address given, in a thread."""
+    """``/healthz``, ``/metrics`` and the run controls on exactly the address
+    given, in a thread."""
 
     def __init__(
         self,
@@ -87,6 +141,7 @@ class MetricsServer:
             raise UsageError(f"--http {address}: cannot listen: {e.strerror}") from e
         self._server.registry = build_registry(journal, health)
         self._server.health = health
+        self._server.journal = journal
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-http", daemon=True
         )

@@ -17,7 +17,7 @@ import shlex
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -40,9 +40,11 @@ from runner.engine.run import run_campaign
 from runner.errors import CampaignError, RunnerError, write_crash_log
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
+from runner.journal.leases import Lease
 from runner.journal.schedule import JOBS_TABLE
 from runner.journal.tables import runs
 from runner.loader.load import load_campaign
+from runner.model.campaign import Campaign
 from runner.providers.setup import build_providers, resolve_options
 
 # stored in every job (the job store pickles a textual reference): it must keep
@@ -312,6 +314,31 @@ class Daemon:
                 self._active[path].name = campaign.name
         resolved, redactor = resolve_options(campaign, os.environ, sandbox=sandbox)
         self.redactors.include(redactor)
+        holder = self.journal.take_lease(campaign.name, "daemon")
+        if holder is not None:  # a `run` in a terminal is sending it: never twice
+            self.log.emit(
+                "run.skipped_busy",
+                campaign=campaign.name,
+                path=str(path),
+                holder=holder.describe(),
+            )
+            return
+        lease = Lease(self.journal, campaign.name)
+        try:
+            self._run_leased(path, campaign, resolved, resume, stop, lease)
+        finally:
+            lease.release()
+
+    def _run_leased(
+        self,
+        path: Path,
+        campaign: Campaign,
+        resolved: Mapping[str, Mapping[str, Any]],
+        resume: str | None,
+        stop: threading.Event,
+        lease: Lease,
+    ) -> None:
+        sandbox = self.settings.sandbox
         options = self._options(resume)
         emulators = None
         urls = None
@@ -333,6 +360,7 @@ class Daemon:
                         options=options,
                         stop=stop,
                         sandbox=emulators.root if emulators is not None else None,
+                        lease=lease,
                     )
             finally:
                 for p in providers.values():
@@ -370,7 +398,7 @@ class Daemon:
             rows = list(
                 conn.execute(
                     sa.select(runs.c.id, runs.c.campaign_path)
-                    .where(runs.c.status.in_(["running", "interrupted"]))
+                    .where(runs.c.status.in_(["running", "paused", "interrupted"]))
                     .order_by(runs.c.started_at)
                 )
             )

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.audience.recipient import RecipientStats
+from runner.engine.control import EXIT_CANCELLED as EXIT_CANCELLED  # re-exported
+from runner.engine.control import RunControl
 from runner.engine.ratelimit import RateLimiter
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
@@ -43,7 +45,8 @@ class RunOptions:
 
 @dataclass
 class StepResult:
-    status: str  # succeeded | failed | unsettled | skipped | paused | interrupted
+    # succeeded | failed | unsettled | skipped | paused | interrupted | cancelled
+    status: str
     message: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
     resume_at: datetime | None = None  # paused: when to continue
@@ -67,6 +70,12 @@ class RunContext:
     # the campaign file changed since the run's messages were planned: what was
     # never called is rendered again
     rerender: bool = False
+    # pause/cancel requests from any terminal (None: nobody can ask, e.g. a dry run)
+    control: RunControl | None = None
+
+    def halted(self) -> bool:
+        """Nothing new may start: stopped, paused or cancelled."""
+        return self.stop.is_set() or (self.control is not None and self.control.halted())
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,9 @@ class Dispatcher:
         started = time.monotonic()
         attempts = 0
         while True:
-            if self._halt.is_set() or not self.limiter.acquire(self.stop):
+            # _halted(), not the flag alone: the feeding loop may have ended, and a
+            # pause or a closing window must still stop calls not yet started
+            if self._halted() or not self.limiter.acquire(self.stop) or self._halted():
                 self._record(phone, "queued", attempts, None, None)
                 return
             attempts += 1

@@ -17,6 +17,7 @@ from typing import Any
 from runner.audience.fingerprint import changes, fingerprint
 from runner.engine.conditions import condition
 from runner.engine.context import (
+    EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -26,12 +27,14 @@ from runner.engine.context import (
     RunResult,
     StepResult,
 )
+from runner.engine.control import RunControl
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.scheduler import StepScheduler, start_time
 from runner.engine.steps import EXECUTORS
 from runner.errors import RunnerError, UsageError, write_crash_log
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
+from runner.journal.leases import Lease
 from runner.model.campaign import Campaign, Step
 from runner.providers.base import Provider
 
@@ -55,6 +58,9 @@ class CampaignRun:
             while not self.done.wait(0.2):
                 if self.ctx.stop.is_set() and not self._busy():
                     self._finish(EXIT_INTERRUPTED, "interrupted")
+                elif self._cancelled() and not self._busy():
+                    self.scheduler.cancel_all()  # the steps still to come
+                    self._cancel()
         except KeyboardInterrupt:  # a second Ctrl-C: leave now, do not wait for calls
             self.ctx.stop.set()
             self.scheduler.shutdown(wait=False)
@@ -67,6 +73,19 @@ class CampaignRun:
             return self._running
 
     _running = False
+
+    def _cancelled(self) -> bool:
+        control = self.ctx.control
+        return control is not None and control.cancelled()
+
+    def _cancel(self) -> None:
+        """End the run cancelled: every message still queued becomes ``cancelled``."""
+        ctx = self.ctx
+        by = ctx.control.state.by if ctx.control is not None else None
+        ctx.journal.cancel(ctx.run_id, None, None, f"cancelled by {by or 'someone'}")
+        n = ctx.journal.message_counts(ctx.run_id).get("cancelled", 0)
+        ctx.log.emit("run.cancelled", ctx.run_id, by=by, cancelled=n)
+        self._finish(EXIT_CANCELLED, "cancelled")
 
     def _finish(self, code: int, status: str) -> None:
         with self._lock:
@@ -119,11 +138,13 @@ class CampaignRun:
     def _run_step(self, index: int) -> None:
         ctx = self.ctx
         step = ctx.campaign.steps[index]
-        if ctx.stop.is_set():
-            return
         with self._lock:
             self._running = True
         try:
+            if ctx.control is not None:
+                ctx.control.wait_while_paused(ctx.stop)  # nothing starts while paused
+            if ctx.stop.is_set() or self._cancelled():
+                return  # wait() ends the run: interrupted or cancelled
             result = self._execute(step)
         except RunnerError as e:  # bad input met at run time: one line, step failed
             result = StepResult("failed", str(e))
@@ -179,6 +200,9 @@ class CampaignRun:
             message=result.message,
             **result.detail,
         )
+        if result.status == "cancelled":
+            self._cancel()
+            return
         if result.status == "failed" and step.on_failure == "abort":
             self._finish(EXIT_FAILED, "failed")
             return
@@ -239,11 +263,13 @@ def run_campaign(
     stop: threading.Event | None = None,
     clock: Callable[[], datetime] | None = None,
     sandbox: str | None = None,
+    lease: Lease | None = None,
 ) -> RunResult:
     """Run (or resume) ``campaign``; blocks until it finishes, fails or is stopped.
 
     ``sandbox`` is the address of the emulators a rehearsal sends to: the run is
-    recorded as one, and a resumed run must be of the same kind.
+    recorded as one, and a resumed run must be of the same kind. ``lease`` (the
+    campaign's, taken by the caller before it chose the run) is told the run id.
     """
     stop = stop or threading.Event()
     first, prev_end = 0, datetime.now(UTC)
@@ -293,6 +319,9 @@ def run_campaign(
             dry_run=options.dry_run,
             mode="sandbox" if sandbox else "real",
         )
+    if lease is not None:
+        lease.bind(run_id)
+    control = RunControl(journal, log, run_id).start()
     ctx = RunContext(
         campaign=campaign,
         run_id=run_id,
@@ -304,13 +333,17 @@ def run_campaign(
         stop=stop,
         clock=clock or (lambda: datetime.now(UTC)),
         rerender=bool(changed),
+        control=control,
     )
     if options.resume:
         for sid, state in journal.step_status(run_id).items():
             ctx.results[sid] = StepResult(state["status"], detail=state["detail"])
     run = CampaignRun(ctx)
-    run.start(first, prev_end)
-    code = run.wait()
+    try:
+        run.start(first, prev_end)
+        code = run.wait()
+    finally:
+        control.close()
     return RunResult(run_id, code, ctx.results)
 
 

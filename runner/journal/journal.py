@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.journal.leases import LeaseRecords
 from runner.journal.messages import MessageRecords
 from runner.journal.queries import Reads
 from runner.journal.runs import RunRecords
 from runner.journal.writer import JournalWriter
 
 
-class Journal(RunRecords, MessageRecords, Reads):
+class Journal(RunRecords, MessageRecords, LeaseRecords, Reads):
     """Runs, steps and messages of one journal database, and its writer thread."""
 
     def __init__(self, path: Path | None = None, url: str | None = None) -> None:

@@ -1,4 +1,7 @@
-"""One owner per journal: an exclusive ``flock`` on ``<journal>.lock``.
+"""One daemon per journal: an exclusive ``flock`` on ``<journal>.lock``.
+
+(``run`` and ``retry`` take the campaign's lease instead, ``leases.py``, so they
+work beside a daemon on other campaigns.)
 
 The kernel drops the lock when the process dies (even by ``kill -9``), so a
 stale file never blocks a restart; the file holds the owner's pid for people.
@@ -47,8 +50,8 @@ class StateLock:
             os.close(fd)
             who = f" (pid {pid})" if pid else ""
             raise UsageError(
-                f"another campaign-runner process{who} (a daemon or a run) owns this "
-                f"journal: lock {self.path} is held; wait for it or use another --state"
+                f"another campaign-runner daemon{who} owns this journal: lock "
+                f"{self.path} is held; stop it first or use another --state"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

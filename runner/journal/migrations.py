@@ -110,7 +110,29 @@ def _modes_order_history(conn: Connection) -> None:
     history.create(conn)
 
 
+def _control_leases(conn: Connection) -> None:
+    """Pause/cancel requests on runs, and who is sending each campaign now."""
+    for ddl in (
+        "ALTER TABLE runs ADD COLUMN control VARCHAR",
+        "ALTER TABLE runs ADD COLUMN control_by VARCHAR",
+        "ALTER TABLE runs ADD COLUMN control_at VARCHAR",
+    ):
+        conn.exec_driver_sql(ddl)
+    sa.Table(
+        "leases",
+        sa.MetaData(),
+        sa.Column("campaign", sa.String, primary_key=True),
+        sa.Column("run_id", sa.String),
+        sa.Column("owner", sa.String, nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("host", sa.String, nullable=False),
+        sa.Column("since", sa.String, nullable=False),
+        sa.Column("expires_at", sa.String, nullable=False),
+    ).create(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_modes_order_history", _modes_order_history),
+    ("0003_control_leases", _control_leases),
 ]

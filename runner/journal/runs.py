@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,16 @@ from runner.journal.store import Store, now_iso
 from runner.journal.tables import runs, steps
 
 # a run in these states can be continued (``run --resume``, the daemon's restart)
-UNFINISHED = ("running", "interrupted", "failed", "unsettled")
+UNFINISHED = ("running", "paused", "interrupted", "failed", "unsettled")
+
+
+@dataclass(frozen=True)
+class Control:
+    """What someone asked of a run from any terminal (``pause``/``cancel``)."""
+
+    state: str | None  # paused | cancelled | None: carry on
+    by: str | None = None
+    at: str | None = None
 
 
 class RunRecords(Store):
@@ -72,6 +82,29 @@ class RunRecords(Store):
             if sandbox is not None:  # a rehearsal's emulators are new each time
                 values["sandbox"] = sandbox
             conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+    def set_status(self, run_id: str, status: str) -> None:
+        """A running run's status as it goes (``running`` <-> ``paused``)."""
+        with self.connect() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(status=status))
+
+    def request_control(self, run_id: str, state: str | None, by: str) -> None:
+        """Ask the run's process to pause, cancel, or (``None``) carry on."""
+        with self.connect() as conn:
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(control=state, control_by=by, control_at=now_iso())
+            )
+
+    def control_of(self, run_id: str) -> Control:
+        with self.connect() as conn:
+            row = conn.execute(
+                sa.select(runs.c.control, runs.c.control_by, runs.c.control_at).where(
+                    runs.c.id == run_id
+                )
+            ).first()
+        return Control(*row) if row is not None else Control(None)
 
     def get_run(self, run_id: str) -> Mapping[str, Any] | None:
         with self.connect() as conn:

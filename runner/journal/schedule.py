@@ -34,10 +34,13 @@ class InProgress:
     run_id: str
     campaign: str
     path: str
-    status: str  # running | interrupted (resumable)
+    status: str  # running | paused | interrupted (resumable)
     started_at: str
     counts: dict[str, int]
     mode: str = "real"  # real | sandbox (a rehearsal)
+    control: str | None = None  # paused | cancelled: asked from a terminal
+    control_by: str | None = None
+    control_at: str | None = None
 
 
 def _job_details(state: bytes | None) -> tuple[str, str, tzinfo | None]:
@@ -85,7 +88,7 @@ def runs_in_progress(journal: Journal) -> list[InProgress]:
         rows = (
             conn.execute(
                 sa.select(runs)
-                .where(runs.c.status.in_(["running", "interrupted"]))
+                .where(runs.c.status.in_(["running", "paused", "interrupted"]))
                 .order_by(runs.c.started_at)
             )
             .mappings()
@@ -100,6 +103,9 @@ def runs_in_progress(journal: Journal) -> list[InProgress]:
                 r["started_at"],
                 journal.message_counts(r["id"], conn=conn),
                 r["mode"] or "real",
+                r["control"],
+                r["control_by"],
+                r["control_at"],
             )
             for r in rows
         ]

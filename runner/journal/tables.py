@@ -20,7 +20,7 @@ runs = sa.Table(
     sa.Column("id", sa.String, primary_key=True),
     sa.Column("campaign", sa.String, nullable=False, index=True),
     sa.Column("campaign_path", sa.String, nullable=False),
-    # running | succeeded | failed | unsettled | interrupted
+    # running | paused | succeeded | failed | unsettled | interrupted | cancelled
     sa.Column("status", sa.String, nullable=False),
     sa.Column("started_at", sa.String, nullable=False),
     sa.Column("finished_at", sa.String),
@@ -30,6 +30,25 @@ runs = sa.Table(
     sa.Column("sandbox", sa.String),  # a rehearsal: where its emulators were
     # what the messages were rendered from: a digest per template, recipients, vars
     sa.Column("fingerprint", sa.Text),
+    # what someone asked of the run from any terminal: paused | cancelled | NULL
+    sa.Column("control", sa.String),
+    sa.Column("control_by", sa.String),  # who asked: user@host (pid), or http client
+    sa.Column("control_at", sa.String),
+)
+
+# Who is sending a campaign now: one row per campaign, taken before a process
+# decides what to send and renewed while it runs; a dead owner's row expires
+# (at once when it was a process of this host that no longer exists).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("campaign", sa.String, primary_key=True),
+    sa.Column("run_id", sa.String),
+    sa.Column("owner", sa.String, nullable=False),  # run | retry | daemon
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("host", sa.String, nullable=False),
+    sa.Column("since", sa.String, nullable=False),
+    sa.Column("expires_at", sa.String, nullable=False),
 )
 
 steps = sa.Table(

@@ -31,6 +31,9 @@ def _required(name: str) -> list[str]:
         "retry": ["RUN", "--failed"],
         "sandbox": ["x.yaml"],
         "daemon": ["dir"],
+        "pause": ["NAME"],
+        "resume": ["NAME"],
+        "cancel": ["RUN"],
     }.get(name, [])
 
 

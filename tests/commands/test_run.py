@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -227,12 +229,15 @@ def test_a_real_delay_is_waited_for(tmp_path: Path) -> None:
     assert gap.total_seconds() >= 1.9
 
 
-def test_a_second_process_on_the_same_journal_refuses(tmp_path: Path) -> None:
-    from runner.journal.lock import StateLock, lock_path
+def test_a_campaign_being_sent_elsewhere_is_refused_others_run_beside_it(
+    tmp_path: Path,
+) -> None:
+    from runner.journal.journal import Journal
 
     state = tmp_path / "j.db"
-    held = StateLock(lock_path(state))
-    held.acquire()  # as a daemon (or another run) would
+    journal = Journal(state)
+    # as a daemon, or a `run` in another terminal, sending spring-promo would
+    assert journal.take_lease("spring-promo", "daemon") is None
     try:
         r = cli(
             "run",
@@ -242,8 +247,25 @@ def test_a_second_process_on_the_same_journal_refuses(tmp_path: Path) -> None:
             "--state",
             str(state),
         )
+        other = cli(
+            "run",
+            "campaigns/tatango-order-ready.yaml",
+            "--sandbox",
+            "--now",
+            "--state",
+            str(state),
+        )
     finally:
-        held.release()
+        journal.release_lease("spring-promo")
+        journal.close()
     assert r.returncode == 2
-    assert "owns this journal" in r.stderr and "j.db.lock" in r.stderr
-    assert r.stderr.count("\n") == 1
+    assert r.stderr.startswith(
+        f"campaign-runner: campaign 'spring-promo' is being sent by the daemon, pid "
+        f"{os.getpid()} on {socket.gethostname()}, since "
+    )
+    assert r.stderr.endswith(
+        f"pause or cancel it (campaign-runner pause spring-promo --state {state})\n"
+    )
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "sandbox: emulators" not in r.stdout  # refused before anything started
+    assert other.returncode == 0, other.stdout + other.stderr

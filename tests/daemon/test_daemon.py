@@ -617,3 +617,114 @@ def test_systemd_unit_has_the_hardening_an_operator_expects() -> None:
     assert "@system-service" in unit and "AF_INET" in settings["RestrictAddressFamilies"]
     for key in ("ReadWritePaths", "EnvironmentFile", "TimeoutStopSec"):
         assert settings.get(key), key
+
+
+def sent_times(state: Path, run_id: str | None = None) -> tuple[int, list[float]]:
+    """(messages sent, when each call started) from the journal (of one run)."""
+    rows = [
+        m
+        for m in journal_messages(state)
+        if m["status"] == "sent" and run_id in (None, m["run_id"])
+    ]
+    return len(rows), [datetime.fromisoformat(m["sent_at"]).timestamp() for m in rows]
+
+
+@pytest.mark.slow
+def test_pause_resume_cancel_through_the_daemons_http_endpoints(tmp_path: Path) -> None:
+    """The daemon's run controlled over HTTP (a token required), a `run` of another
+    campaign beside it on the same journal, and a `run` of its campaign refused."""
+    n = 1500
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    campaign = spring(folder, "blast.yaml", schedule={"at": soon(1)})
+    many(campaign, n)
+
+    def shape(data: dict[str, Any]) -> None:
+        data["steps"] = [data["steps"][1]]  # the send step alone
+        data["providers"]["mailup"].update(rate="100/s", concurrency=4)
+
+    edit(campaign, shape)
+    other = campaign_copy("tatango-order-ready.yaml", tmp_path, "other.yaml")
+    state = tmp_path / "journal.db"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**MAILUP_ENV, "CAMPAIGN_RUNNER_HTTP_TOKEN": "t0k3n-for-the-test"}
+    auth = {"Authorization": "Bearer t0k3n-for-the-test"}
+    with running_daemon(
+        tmp_path, folder, state, "--sandbox", "--http", f"127.0.0.1:{port}", env=env
+    ) as d:
+        wait_for(lambda: sent_times(state)[0] >= 150, "150 sent", timeout=30)
+        run_id = runs_of(state)[0]["id"]
+
+        def status() -> str:
+            return str(next(r for r in runs_of(state) if r["id"] == run_id)["status"])
+
+        assert requests.post(f"{base}/runs/{run_id}/pause", timeout=5).status_code == 401
+        r = requests.post(f"{base}/runs/{run_id}/pause", headers=auth, timeout=5)
+        assert r.status_code == 200 and "pausing; its daemon pid" in r.json()["message"]
+        wait_for(lambda: status() == "paused", "the run paused")
+        j = Journal(state)
+        control = j.control_of(run_id)
+        j.close()
+        assert control.by == "http 127.0.0.1"
+        paused_at = datetime.fromisoformat(str(control.at)).timestamp()
+        time.sleep(1.5)
+        count, times = sent_times(state, run_id)
+        assert count < n and max(times) <= paused_at + 1.0  # nothing started after
+        beside = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "runner",
+                "run",
+                str(other),
+                "--sandbox",
+                "--now",
+                "--state",
+                str(state),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert beside.returncode == 0, beside.stdout + beside.stderr
+        same = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "runner",
+                "run",
+                str(campaign),
+                "--sandbox",
+                "--state",
+                str(state),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={**os.environ, **MAILUP_ENV},
+        )
+        assert same.returncode == 2 and same.stderr.count("\n") == 1
+        assert f"is being sent by run {run_id}, the daemon, pid" in same.stderr
+        assert (
+            sent_times(state, run_id)[0] == count
+        )  # still paused: nothing more went out
+        r = requests.post(f"{base}/runs/{run_id}/resume", headers=auth, timeout=5)
+        assert r.status_code == 200, r.text
+        wait_for(lambda: sent_times(state, run_id)[0] >= count + 100, "the run goes on")
+        r = requests.post(f"{base}/runs/{run_id}/cancel", headers=auth, timeout=5)
+        assert r.status_code == 200, r.text
+        wait_for(lambda: status() == "cancelled", "cancelled")
+        r = requests.post(f"{base}/runs/{run_id}/pause", headers=auth, timeout=5)
+        assert r.status_code == 409 and "has ended (cancelled)" in r.json()["error"]
+        r = requests.post(f"{base}/runs/nope/pause", headers=auth, timeout=5)
+        assert r.status_code == 404
+        assert d.stop() == 0, d.stderr()
+    statuses = Counter(
+        m["status"] for m in journal_messages(state) if m["run_id"] == run_id
+    )
+    assert set(statuses) == {"sent", "cancelled"} and sum(statuses.values()) == n
+    assert d.events("run.paused") and d.events("run.resumed")
+    assert d.events("run.cancelled")

@@ -54,15 +54,34 @@ def send(ctx: RunContext, step: Step) -> StepResult:
             or in_window(window, ctx.clock(), tz)
         )
 
+    def keep_going() -> bool:
+        return window_open() and not ctx.halted()
+
     counts = journal.message_counts(run_id, step.id)
     tally = Tally(unknown=counts.get("unknown", 0))
     progress = Ticker(
         ctx.log, run_id, step.id, tally, sum(counts.get(s, 0) for s in TO_DO)
     )
+    control = ctx.control
     try:
-        rounds = send_rounds(ctx, step, tally, window_open)
+        while True:
+            rounds = send_rounds(ctx, step, tally, keep_going)
+            if control is None or not control.paused() or ctx.stop.is_set():
+                break
+            control.wait_while_paused(ctx.stop)  # resumed: send the rest
+            if control.halted() or ctx.stop.is_set():
+                break
     finally:
         progress.stop()
+    if control is not None and control.cancelled():
+        by = control.state.by or "someone"
+        n = journal.cancel(run_id, step.id, None, f"cancelled by {by}")
+        return step_result(
+            "cancelled",
+            f"cancelled by {by}: {n} queued messages not sent",
+            planned=True,
+            counts=journal.message_counts(run_id, step.id),
+        )
     if (
         not ctx.stop.is_set()
         and window is not None

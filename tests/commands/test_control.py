@@ -1,0 +1,183 @@
+"""pause, resume and cancel from another terminal, on a run sending for real
+(the sandbox in its own process, every command a real CLI process)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runkit import (
+    MAILUP_ENV,
+    StandaloneSandbox,
+    cli,
+    copy_campaign,
+    edit,
+    standalone_sandbox,
+    start_cli,
+)
+
+from runner.journal.journal import Journal
+
+N = 1200
+
+
+def many(path: Path, n: int) -> None:
+    rows = ["phone,name,lang"] + [f"+3462{i:07d},Name {i},es" for i in range(n)]
+    (path.parent / "many.csv").write_text("\n".join(rows) + "\n")
+
+    def apply(data: dict[str, Any]) -> None:
+        data["recipients"] = {"file": "many.csv"}
+        data["providers"]["mailup"].update(rate="100/s", concurrency=4)
+        data["steps"] = [s for s in data["steps"] if "send" in s]
+
+    edit(path, apply)
+
+
+@pytest.fixture
+def sending(tmp_path: Path) -> Iterator[tuple[Path, Path, StandaloneSandbox]]:
+    campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
+    many(campaign, N)
+    with standalone_sandbox(campaign, MAILUP_ENV) as sb:
+        sb.point(campaign)
+        yield campaign, tmp_path / "j.db", sb
+
+
+def wait_for(sb: StandaloneSandbox, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(sb.messages()["mailup"]) < count:
+        time.sleep(0.05)
+    assert len(sb.messages()["mailup"]) >= count
+
+
+def control(state: Path) -> tuple[str, str | None, float]:
+    """(run id, its status, the time of its last pause/resume/cancel request)."""
+    j = Journal(state)
+    try:
+        run = j.list_runs(limit=1)[0]
+        at = j.control_of(run["id"]).at
+        assert at is not None
+        return run["id"], run["status"], datetime.fromisoformat(at).timestamp()
+    finally:
+        j.close()
+
+
+def counts(state: Path, run_id: str) -> dict[str, int]:
+    j = Journal(state)
+    try:
+        return j.message_counts(run_id)
+    finally:
+        j.close()
+
+
+def started_after(sb: StandaloneSandbox, t: float) -> int:
+    return sum(1 for m in sb.messages()["mailup"] if m["at"] > t)
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+@pytest.mark.slow
+def test_pause_from_another_terminal_then_resume_sends_the_rest_once(
+    sending: tuple[Path, Path, StandaloneSandbox],
+) -> None:
+    campaign, state, sb = sending
+    proc = start_cli("run", str(campaign), "--now", "--state", str(state), env=MAILUP_ENV)
+    try:
+        wait_for(sb, 150)
+        paused = cli("pause", "spring-promo", "--state", str(state))
+        assert paused.returncode == 0, paused.stderr
+        lines = paused.stdout.splitlines()
+        assert "pausing; its run pid" in lines[0]
+        assert lines[1].startswith(lines[1].split(":")[0] + ": paused [")
+        run_id, status, at = control(state)
+        assert status == "paused"
+        time.sleep(2.0)
+        assert started_after(sb, at + 1.0) == 0  # no call started after the pause
+        before = len(sb.messages()["mailup"])
+        assert before < N
+        shown = cli("status", "--state", str(state))
+        assert f"{run_id}  spring-promo  real  paused" in shown.stdout
+        assert "paused by " in shown.stdout and "owner: run pid" in shown.stdout
+        resumed = cli("resume", run_id, "--state", str(state))
+        assert resumed.returncode == 0, resumed.stderr
+        code, out, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, out + err
+    to = Counter(m["to"] for m in sb.messages()["mailup"])
+    assert len(to) == N and max(to.values()) == 1  # the rest, none twice
+    assert counts(state, run_id) == {"sent": N}
+
+
+@pytest.mark.slow
+def test_cancel_from_another_terminal_ends_the_run_the_rest_cancelled(
+    sending: tuple[Path, Path, StandaloneSandbox],
+) -> None:
+    campaign, state, sb = sending
+    proc = start_cli("run", str(campaign), "--now", "--state", str(state), env=MAILUP_ENV)
+    try:
+        wait_for(sb, 150)
+        r = cli("cancel", "spring-promo", "--state", str(state))
+        assert r.returncode == 0, r.stderr
+        code, out, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_id, status, at = control(state)
+    assert (code, status) == (5, "cancelled"), out + err
+    assert f"run {run_id}: cancelled" in out
+    assert started_after(sb, at + 1.0) == 0
+    c = counts(state, run_id)
+    sent = len(sb.messages()["mailup"])
+    assert c == {"sent": sent, "cancelled": N - sent}
+    assert "cancelled by " in out and f"{N - sent} queued messages not sent" in out
+    again = cli("run", str(campaign), "--state", str(state), env=MAILUP_ENV)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert f"its run {run_id} was cancelled by " in again.stderr
+    assert len(sb.messages()["mailup"]) == sent  # nothing more went out
+
+
+@pytest.mark.slow
+def test_two_runs_started_at_once_send_once(
+    sending: tuple[Path, Path, StandaloneSandbox],
+) -> None:
+    campaign, state, sb = sending
+    args = ("run", str(campaign), "--now", "--state", str(state))
+    procs = [start_cli(*args, env=MAILUP_ENV) for _ in range(2)]
+    results = [finish(p) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, _, err in results if code == 2)
+    assert "is being sent by " in refused and refused.count("\n") == 1
+    to = Counter(m["to"] for m in sb.messages()["mailup"])
+    assert len(to) == N and max(to.values()) == 1
+
+
+def test_control_of_what_is_not_running(tmp_path: Path) -> None:
+    state = tmp_path / "j.db"
+    missing = cli("pause", "spring-promo", "--state", str(state))
+    assert missing.returncode == 2 and "no journal at" in missing.stderr
+    done = cli(
+        "run",
+        "campaigns/mailup-spring-promo.yaml",
+        "--sandbox",
+        "--now",
+        "--state",
+        str(state),
+    )
+    assert done.returncode == 0, done.stderr
+    for action in ("pause", "resume", "cancel"):
+        r = cli(action, "spring-promo", "--state", str(state))
+        assert r.returncode == 2 and r.stderr.count("\n") == 1
+        assert "campaign 'spring-promo' has no unfinished run" in r.stderr
+    r = cli("pause", "nope", "--state", str(state))
+    assert r.returncode == 2 and "no run or campaign 'nope'" in r.stderr
