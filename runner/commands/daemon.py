@@ -9,7 +9,7 @@ from pathlib import Path
 from runner.commands.args import add_state
 from runner.commands.sandbox import start_emulators
 from runner.daemon.serve import serve
-from runner.daemon.service import DaemonSettings
+from runner.daemon.settings import DaemonSettings
 from runner.errors import UsageError
 from runner.model.timeparse import parse_duration
 

@@ -74,6 +74,8 @@ class CampaignSchedules:
         self.sandbox = sandbox
         self.names: dict[str, str] = {}  # job id (the file) -> campaign name
         self.wanted: set[str] = set()  # job ids the folders ask for
+        # files refused because an earlier file has their campaign name
+        self.duplicates: dict[str, str] = {}
 
     def rescan(self, *, full: bool = False) -> None:
         """Apply what changed in the folders; ``full`` reconsiders every file."""
@@ -85,9 +87,13 @@ class CampaignSchedules:
             self.log.emit("watch.error", error=f"{type(e).__name__}: {e.strerror}")
             return
         for path in changes.removed:
+            self.duplicates.pop(str(path), None)
             self._unschedule(str(path), "file deleted")
         for path in (*changes.added, *changes.changed):
             self._consider(path)
+        for dup in list(self.duplicates):  # the file that held its name may be gone
+            if self._holder_of(self.duplicates[dup], dup) is None:
+                self._consider(Path(dup))
         if full:  # jobs left from files that are gone, or from other folders
             for job in self.scheduler.get_jobs():
                 if job.id not in self.wanted:
@@ -102,7 +108,25 @@ class CampaignSchedules:
             self.err.write(p.format() + "\n")
         self.err.flush()
         campaign = result.campaign
-        if campaign is None:
+        self.duplicates.pop(str(path), None)
+        holder = None if campaign is None else self._holder_of(campaign.name, str(path))
+        if campaign is not None and holder is not None:
+            # the name is the campaign's identity: two files would send it twice
+            self.duplicates[str(path)] = campaign.name
+            self.err.write(
+                f"{path}: campaign name {campaign.name!r} is also the name of "
+                f"{holder}, which keeps running; this file is not scheduled "
+                "(one name, one campaign: rename one of them)\n"
+            )
+            self.err.flush()
+            self.log.emit(
+                "campaign.duplicate_name",
+                campaign=campaign.name,
+                path=str(path),
+                first=holder,
+            )
+            self._unschedule(str(path), "another file has its campaign name")
+        elif campaign is None:
             self.log.emit(
                 "campaign.invalid",
                 path=str(path),
@@ -123,6 +147,13 @@ class CampaignSchedules:
             except ValueError as e:  # the loader checks cron; belt and braces
                 self.err.write(f"{path}: schedule: {e}\n")
                 self._unschedule(str(path), "invalid schedule")
+
+    def _holder_of(self, name: str, path: str) -> str | None:
+        """Another file of the folders already scheduled under campaign ``name``."""
+        for other in sorted(self.wanted):
+            if other != path and self.names.get(other) == name:
+                return other
+        return None
 
     def _schedule(self, path: Path, campaign: Campaign, schedule: Schedule) -> None:
         job_id = str(path)

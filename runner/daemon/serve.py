@@ -7,7 +7,8 @@ from typing import TextIO
 
 from runner.daemon.http import MetricsServer, parse_address
 from runner.daemon.logs import LogEcho, SharedRedactor, quiet_scheduler_logs
-from runner.daemon.service import Daemon, DaemonSettings, Emulate
+from runner.daemon.service import Daemon
+from runner.daemon.settings import DaemonSettings, Emulate
 from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal

@@ -17,12 +17,12 @@ import shlex
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
@@ -34,6 +34,7 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from runner.daemon.health import Health
 from runner.daemon.logs import SharedRedactor
 from runner.daemon.schedules import CampaignSchedules
+from runner.daemon.settings import DaemonSettings, Emulate
 from runner.daemon.watch import campaign_files
 from runner.engine.context import RunOptions
 from runner.engine.run import run_campaign
@@ -53,35 +54,6 @@ from runner.providers.setup import build_providers, resolve_options
 FIRE_REF = "runner.daemon:fire_campaign"
 DOUBLE_DELIVERY = 0.5  # seconds within which a repeated stop signal is the same one
 
-
-@dataclass(frozen=True)
-class DaemonSettings:
-    """The daemon's command line."""
-
-    folders: tuple[Path, ...]
-    state: Path | None = None  # journal; None: $CAMPAIGN_RUNNER_STATE or XDG state
-    log: Path | None = None  # event log; None: events.jsonl beside the journal
-    sandbox: bool = False
-    http: str | None = None  # HOST:PORT for /healthz and /metrics
-    log_format: str = "text"  # text (stderr) | json (stdout)
-    misfire_grace: timedelta = timedelta(minutes=5)  # unless the campaign says
-    poll: float = 2.0  # seconds between folder scans
-    settle: float = 1.0  # sandbox: seconds before a delivery is final
-    stop_timeout: float = 60.0  # SIGTERM: how long active runs get to wind down
-
-
-class Emulators(Protocol):
-    """What the daemon needs of a rehearsal's emulators: where, and to stop them."""
-
-    @property
-    def root(self) -> str: ...
-
-    def stop(self) -> None: ...
-
-
-# (campaign, resolved provider options, settle=seconds) -> emulators, and per
-# provider the URL options that point at them
-Emulate = Callable[..., tuple[Emulators, dict[str, dict[str, str]]]]
 
 _current: Daemon | None = None
 

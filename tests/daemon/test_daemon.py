@@ -31,7 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from runner.commands.status import read_status, show_status
 from runner.daemon.logs import SharedRedactor
 from runner.daemon.schedules import campaign_trigger
-from runner.daemon.service import Daemon, DaemonSettings
+from runner.daemon.service import Daemon
+from runner.daemon.settings import DaemonSettings
 from runner.daemon.watch import FolderScanner
 from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
@@ -728,3 +729,30 @@ def test_pause_resume_cancel_through_the_daemons_http_endpoints(tmp_path: Path) 
     assert set(statuses) == {"sent", "cancelled"} and sum(statuses.values()) == n
     assert d.events("run.paused") and d.events("run.resumed")
     assert d.events("run.cancelled")
+
+
+def test_two_files_with_one_campaign_name_run_as_one(tmp_path: Path) -> None:
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    state = tmp_path / "journal.db"
+    at = soon(3)
+    spring(folder, "a.yaml", schedule={"at": at})
+    spring(folder, "b.yaml", schedule={"at": at})  # the same name: spring-promo
+    with running_daemon(tmp_path, folder, state, "--sandbox") as d:
+        wait_for(
+            lambda: [r for r in runs_of(state) if r["status"] == "succeeded"],
+            "the run to finish",
+            timeout=60,
+        )
+        time.sleep(1.0)  # b.yaml's time has passed too
+        assert d.stop() == 0, d.stderr()
+    runs = runs_of(state)
+    assert [Path(r["campaign_path"]).name for r in runs] == ["a.yaml"]
+    lines = [line for line in d.stderr().splitlines() if "b.yaml" in line]
+    a, b = (folder / "a.yaml").resolve(), (folder / "b.yaml").resolve()
+    assert lines == [
+        f"{b}: campaign name 'spring-promo' is also the name of {a}, which keeps "
+        "running; this file is not scheduled (one name, one campaign: rename one "
+        "of them)"
+    ]
+    assert [e["path"] for e in d.events("campaign.duplicate_name")] == [str(b)]
