@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "schema": "runner.commands.schema",
     "preview": "runner.commands.preview",
     "run": "runner.commands.run",
+    "test": "runner.commands.test",
     "retry": "runner.commands.retry",
     "pause": "runner.commands.pause",
     "resume": "runner.commands.resume",

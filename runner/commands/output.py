@@ -45,7 +45,9 @@ def emit(rows: list[dict[str, Any]], fmt: str, out: TextIO, columns: list[str]) 
 
 
 def mode_of(run: Mapping[str, Any]) -> str:
-    """``rehearsal (sandbox at URL)`` or ``real``, as people read it."""
+    """``rehearsal (sandbox at URL)``, ``test send`` or ``real``, as people read it."""
+    if run.get("mode") == "test":
+        return "test send" + (" (sandbox)" if run.get("sandbox") else "")
     if run.get("mode") == "sandbox":
         where = f" at {run['sandbox']}" if run.get("sandbox") else ""
         return f"rehearsal (sandbox{where})"

@@ -174,6 +174,8 @@ def _converge(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
     """
     name = s.campaign.name
     for run in s.journal.list_runs(name, limit=20):
+        if run.get("mode") == "test":
+            continue  # a test send is never the campaign's run
         if (run.get("mode") == "sandbox") != s.settings.sandbox:
             continue
         if json.loads(run.get("options") or "{}").get("dry_run"):

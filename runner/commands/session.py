@@ -115,8 +115,10 @@ def session(
     env: Mapping[str, str] | None = None,
     show_phones: bool = False,
     dry_run: bool = False,
-    owner: str = "run",
+    owner: str | None = "run",
 ) -> Iterator[Session]:
+    """Everything a command that sends needs; ``owner`` takes the campaign's lease
+    (``run``, ``retry``); ``None`` takes none (a test send never blocks a run)."""
     env = os.environ if env is None else env
     stand_ins = settings.sandbox or dry_run  # unset credentials get stand-ins
     campaign, warnings = load_campaign(path, env=env, require_env=not stand_ins)
@@ -142,14 +144,15 @@ def session(
         # One process per campaign, taken before anything is decided: a daemon or
         # another terminal continuing this campaign while we send it would send
         # twice. Other campaigns run beside it on the same journal.
-        holder = journal.take_lease(campaign.name, owner)
+        holder = None if owner is None else journal.take_lease(campaign.name, owner)
         if holder is not None:
             raise UsageError(
                 f"campaign {campaign.name!r} is being sent by {holder.describe()}: "
                 f"wait for it to end, or pause or cancel it (campaign-runner pause "
                 f"{shlex.quote(campaign.name)}{settings.state_args()})"
             )
-        lease = Lease(journal, campaign.name)
+        if owner is not None:
+            lease = Lease(journal, campaign.name)
         log_path = settings.log or event_log_path(journal_path)
         log = EventLog(log_path, redact=redactor, show_phones=show_phones)
         Console(out, err or sys.stderr, campaign.timezone).attach(log)

@@ -89,7 +89,7 @@ def show_status(state: str | None, fmt: str, out: TextIO) -> int:
         for r in status.in_progress:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(r.counts.items()))
             note = " (resumable)" if r.status == "interrupted" else ""
-            mode = "rehearsal" if r.mode == "sandbox" else "real"
+            mode = {"sandbox": "rehearsal", "test": "test"}.get(r.mode, "real")
             out.write(
                 f"  {r.run_id}  {r.campaign}  {mode}  {r.status}{note}  "
                 f"since {r.started_at}" + (f"  [{counts}]" if counts else "") + "\n"

@@ -370,7 +370,10 @@ class Daemon:
             rows = list(
                 conn.execute(
                     sa.select(runs.c.id, runs.c.campaign_path)
-                    .where(runs.c.status.in_(["running", "paused", "interrupted"]))
+                    .where(
+                        runs.c.status.in_(["running", "paused", "interrupted"]),
+                        runs.c.mode != "test",
+                    )
                     .order_by(runs.c.started_at)
                 )
             )

@@ -240,6 +240,10 @@ def build_limiters(providers: Mapping[str, Provider]) -> dict[str, RateLimiter]:
 def check_mode(journal: Journal, run_id: str, sandbox: bool) -> None:
     """A rehearsal is never continued for real, nor a real run on the emulators."""
     run = journal.get_run(run_id) or {}
+    if run.get("mode") == "test":
+        raise UsageError(
+            f"run {run_id} is a test send: it is not continued (send another test)"
+        )
     if run.get("mode") == "sandbox" and not sandbox:
         raise UsageError(
             f"run {run_id} is a rehearsal on the sandbox (emulators at "

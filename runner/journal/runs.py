@@ -36,8 +36,10 @@ class RunRecords(Store):
         *,
         sandbox: str | None = None,
         fingerprint: Mapping[str, Any] | None = None,
+        mode: str | None = None,
     ) -> str:
-        """A new run; ``sandbox`` (the emulators' address) makes it a rehearsal."""
+        """A new run; ``sandbox`` (the emulators' address) makes it a rehearsal,
+        ``mode="test"`` a test send (``campaign-runner test``)."""
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self.connect() as conn:
             conn.execute(
@@ -48,7 +50,7 @@ class RunRecords(Store):
                     status="running",
                     started_at=now_iso(),
                     options=json.dumps(dict(options)),
-                    mode="sandbox" if sandbox else "real",
+                    mode=mode or ("sandbox" if sandbox else "real"),
                     sandbox=sandbox,
                     fingerprint=json.dumps(dict(fingerprint or {})),
                 )
@@ -122,6 +124,7 @@ class RunRecords(Store):
                 .where(
                     runs.c.campaign == campaign,
                     runs.c.status.in_(list(UNFINISHED)),
+                    runs.c.mode != "test",
                 )
                 .order_by(runs.c.started_at.desc())
                 .limit(1)

@@ -24,6 +24,7 @@ def build(c: Checker) -> Campaign | None:
     steps = StepChecker(c, jinja, provider_configs, templates).steps(d.get("steps"))
     schedule = c.schedule(d.get("schedule"))
     sandbox = c.sandbox(d.get("sandbox"))
+    testers = sections.test_recipients(c, d.get("test_recipients"), region)
     if not c.ok or recipients is None or steps is None:
         return None
     return Campaign(
@@ -41,4 +42,5 @@ def build(c: Checker) -> Campaign | None:
         vars=d.get("vars") or {},
         schedule=schedule,
         sandbox=sandbox,
+        test_recipients=testers,
     )

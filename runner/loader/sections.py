@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from runner.audience.phones import InvalidPhone, PhoneNormalizer
 from runner.loader import schema
 from runner.loader.checker import Checker
 from runner.loader.jinjacheck import JinjaChecker
@@ -236,3 +237,21 @@ def read_template(c: Checker, path: FieldPath, source: Path) -> str | None:
     except OSError as e:
         c.error((*path, "file"), f"cannot read the template file: {e.strerror}")
     return None
+
+
+def test_recipients(c: Checker, value: Any, region: str | None) -> tuple[str, ...]:
+    """The numbers a test send goes to, in E.164; each bad one an error where it is."""
+    if not isinstance(value, list):
+        return ()
+    normalise = PhoneNormalizer(region)
+    numbers = []
+    for i, raw in enumerate(value):
+        if not isinstance(raw, str):
+            continue  # the schema said so
+        try:
+            numbers.append(normalise(raw))
+        except InvalidPhone as e:
+            c.error(
+                ("test_recipients", i), f"{raw!r} is not a phone number to send to: {e}"
+            )
+    return tuple(numbers)

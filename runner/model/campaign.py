@@ -209,6 +209,7 @@ class Campaign:
     vars: Mapping[str, Any] = field(default_factory=dict)
     schedule: Schedule | None = None
     sandbox: SandboxOptions = field(default_factory=SandboxOptions)
+    test_recipients: tuple[str, ...] = ()  # E.164; ``campaign-runner test`` sends here
 
     @property
     def base_dir(self) -> Path:

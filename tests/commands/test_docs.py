@@ -26,6 +26,7 @@ def _required(name: str) -> list[str]:
     return {
         "validate": ["x.yaml"],
         "run": ["x.yaml"],
+        "test": ["x.yaml"],
         "preview": ["x.yaml"],
         "show": ["RUN"],
         "retry": ["RUN", "--failed"],

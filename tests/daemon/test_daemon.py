@@ -341,8 +341,12 @@ def test_daemon_schedules_runs_watches_and_stops_cleanly(tmp_path: Path) -> None
         # a file added while the daemon runs is picked up
         later = soon(3600)
         pickup = campaign_copy(
-            "tatango-order-ready.yaml", folder, "pickup.yaml", schedule={"at": later}
+            "tatango-order-ready.yaml",
+            folder,
+            "pickup.yaml",
+            schedule={"at": later},
         )
+        edit(pickup, lambda d: d.update(name="pickup-dallas"))  # old.yaml has its name
         wait_for(
             lambda: scheduled(state).get("pickup.yaml") == datetime.fromisoformat(later),
             "pickup.yaml scheduled",
