@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TextIO
 
 from runner.commands.args import add_state
+from runner.commands.guard import confirmed, question
 from runner.commands.session import Session, Settings, session
-from runner.engine.context import RunOptions, RunResult
+from runner.engine.context import EXIT_FAILED, RunOptions, RunResult
 from runner.errors import UsageError
 from runner.journal.runs import UNFINISHED
 from runner.model.campaign import SendAction
@@ -55,6 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="start a new run even if this campaign has an unfinished one",
     )
     p.add_argument(
+        "--yes",
+        action="store_true",
+        help="do not ask before a real send (see CAMPAIGN_RUNNER_CONFIRM_ABOVE)",
+    )
+    p.add_argument(
         "--resend-unknown",
         action="store_true",
         help="resend messages whose outcome is unknown (they may be received twice)",
@@ -76,7 +82,9 @@ def main(args: argparse.Namespace) -> int:
 
     Exit status: 0 every step succeeded, 1 a step failed or a check was not met,
     2 invalid campaign or usage, 4 some outcomes are unknown (the command that
-    settles them is printed), 130 interrupted (resume with --resume).
+    settles them is printed), 5 cancelled, 130 interrupted (resume with --resume).
+    On a terminal, a real send that already ran, or to more recipients than
+    $CAMPAIGN_RUNNER_CONFIRM_ABOVE (1000), asks first (--yes does not).
     """
     if args.faults and not args.sandbox:
         raise UsageError("--faults needs --sandbox")
@@ -96,8 +104,9 @@ def main(args: argparse.Namespace) -> int:
         resend_unknown=args.resend_unknown,
         show_phones=args.show_phones,
     )
+    ask = None if args.yes or not sys.stdin.isatty() else sys.stdin
     return run_file(
-        Path(args.file), settings, options, out=sys.stdout, again=args.again
+        Path(args.file), settings, options, out=sys.stdout, again=args.again, ask=ask
     ).exit_code
 
 
@@ -111,6 +120,7 @@ def run_file(
     env: Mapping[str, str] | None = None,
     stop: threading.Event | None = None,
     again: bool = False,
+    ask: TextIO | None = None,
 ) -> RunResult:
     """Run ``path``; the campaign's earlier run in the same mode is continued,
     not started again (unless ``again``): see ``_converge``."""
@@ -148,6 +158,13 @@ def run_file(
                 )
         if options.resume:
             _check_control(s, options.resume)
+        if ask is not None and not (settings.sandbox or options.dry_run):
+            converged = options.only_steps is not None
+            if converged or not options.resume:
+                text = question(campaign, again=converged)
+                if text is not None and not confirmed(text, ask, out):
+                    out.write("not confirmed: nothing was sent\n")
+                    return RunResult(options.resume or "", EXIT_FAILED, {})
         if settings.sandbox and options.now and options.max_poll_interval is None:
             # a rehearsal: the emulators settle in about a second, so poll briskly
             options = dataclasses.replace(options, max_poll_interval=settings.settle)

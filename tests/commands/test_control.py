@@ -181,3 +181,54 @@ def test_control_of_what_is_not_running(tmp_path: Path) -> None:
         assert "campaign 'spring-promo' has no unfinished run" in r.stderr
     r = cli("pause", "nope", "--state", str(state))
     assert r.returncode == 2 and "no run or campaign 'nope'" in r.stderr
+
+
+def on_a_terminal(answer: str, *args: str, env: dict[str, str]) -> tuple[int, str]:
+    """The CLI with a terminal (a pty) as its stdin, answering ``answer``."""
+    import os
+    import pty
+    import sys
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", *args],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env},
+    )
+    os.close(follower)
+    os.write(leader, answer.encode() + b"\n")
+    out, _ = proc.communicate(timeout=60)
+    os.close(leader)
+    return proc.returncode, out
+
+
+def test_a_real_send_that_may_not_be_meant_asks_on_a_terminal(tmp_path: Path) -> None:
+    campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
+    edit(campaign, lambda d: d.update(steps=[s for s in d["steps"] if "send" in s]))
+    state = tmp_path / "j.db"
+    with standalone_sandbox(campaign, MAILUP_ENV) as sb:
+        sb.point(campaign)
+        args = ("run", str(campaign), "--now", "--state", str(state))
+        code, out = on_a_terminal(
+            "n", *args, env={**MAILUP_ENV, "CAMPAIGN_RUNNER_CONFIRM_ABOVE": "3"}
+        )
+        assert code == 1, out
+        assert "sends for real to more than 3 recipients" in out
+        assert "not confirmed: nothing was sent" in out
+        assert sb.messages()["mailup"] == []
+        code, out = on_a_terminal(
+            "y", *args, env={**MAILUP_ENV, "CAMPAIGN_RUNNER_CONFIRM_ABOVE": "3"}
+        )
+        assert code == 0, out
+        sent = len(sb.messages()["mailup"])
+        assert sent > 3
+        code, out = on_a_terminal("", *args, env=MAILUP_ENV)  # Enter: the default, no
+        assert code == 1 and "already ran for real. Send to its recipients" in out
+        code, out = on_a_terminal("", *args, "--yes", env=MAILUP_ENV)
+        assert code == 0 and "[y/N]" not in out  # --yes: no question
+        assert len(sb.messages()["mailup"]) == sent  # nobody new: nothing sent
+    no_terminal = cli("run", str(campaign), "--sandbox", "--now", "--state", str(state))
+    assert no_terminal.returncode == 0 and "[y/N]" not in no_terminal.stdout
