@@ -37,12 +37,17 @@ def history(
             {
                 **r,
                 "mode": mode_of(r),
-                **{k: c.get(k, 0) for k in ("sent", "failed", "unknown", "queued")},
+                "occurrence": r.get("occurrence") or "-",
+                **{
+                    k: c.get(k, 0)
+                    for k in ("sent", "failed", "unknown", "queued", "cancelled")
+                },
             }
         )
     cols = [
         "id",
         "campaign",
+        "occurrence",
         "mode",
         "status",
         "started_at",
@@ -51,6 +56,7 @@ def history(
         "failed",
         "unknown",
         "queued",
+        "cancelled",
     ]
     if fmt == "text" and not rows:
         out.write("no runs\n")

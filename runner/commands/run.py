@@ -15,6 +15,8 @@ from runner.commands.args import add_state
 from runner.commands.guard import confirmed, question
 from runner.commands.session import Session, Settings, session
 from runner.engine.context import EXIT_FAILED, RunOptions, RunResult
+from runner.engine.occurrence import ONCE, current
+from runner.engine.occurrence import again as new_occurrence
 from runner.errors import UsageError
 from runner.journal.runs import UNFINISHED
 from runner.model.campaign import SendAction
@@ -53,7 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--again",
         action="store_true",
-        help="start a new run even if this campaign has an unfinished one",
+        help="send again on purpose: a new occurrence, named by the time",
+    )
+    p.add_argument(
+        "--occurrence",
+        metavar="KEY",
+        help="the sending this run is (default: once, or a cron period's fire time)",
     )
     p.add_argument(
         "--yes",
@@ -90,6 +97,14 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--faults needs --sandbox")
     if args.again and args.resume:
         raise UsageError("--again starts a new run; --resume continues one: pick one")
+    if args.occurrence is not None and args.again:
+        raise UsageError(
+            "--again names a new occurrence itself; --occurrence a given one"
+        )
+    if args.occurrence is not None and not args.occurrence.strip():
+        raise UsageError("--occurrence: give a name, e.g. --occurrence spring-2")
+    if args.occurrence is not None and args.resume:
+        raise UsageError("--occurrence picks the sending; --resume a run: pick one")
     settings = Settings(
         state=Path(args.state) if args.state else None,
         log=Path(args.log) if args.log else None,
@@ -106,7 +121,13 @@ def main(args: argparse.Namespace) -> int:
     )
     ask = None if args.yes or not sys.stdin.isatty() else sys.stdin
     return run_file(
-        Path(args.file), settings, options, out=sys.stdout, again=args.again, ask=ask
+        Path(args.file),
+        settings,
+        options,
+        out=sys.stdout,
+        again=args.again,
+        ask=ask,
+        occurrence=args.occurrence,
     ).exit_code
 
 
@@ -121,6 +142,7 @@ def run_file(
     stop: threading.Event | None = None,
     again: bool = False,
     ask: TextIO | None = None,
+    occurrence: str | None = None,
 ) -> RunResult:
     """Run ``path``; the campaign's earlier run in the same mode is continued,
     not started again (unless ``again``): see ``_converge``."""
@@ -139,8 +161,11 @@ def run_file(
         dry_run=options.dry_run,
     ) as s:
         journal, campaign = s.journal, s.campaign
-        if not (options.resume or options.dry_run or again):
-            options = _converge(s, options, out)
+        if again:
+            occurrence = occurrence or new_occurrence()
+            out.write(f"a repeat on purpose: a new occurrence {occurrence}\n")
+        if not (options.resume or options.dry_run):
+            options = _converge(s, options, out, occurrence)
         if options.resume == "last":
             last = journal.last_unfinished_run(campaign.name)
             if last is None:
@@ -180,26 +205,25 @@ def run_file(
         return result
 
 
-def _converge(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
-    """The run of this campaign (same mode) to continue instead of a new one.
+def _converge(
+    s: Session, options: RunOptions, out: TextIO, occurrence: str | None
+) -> RunOptions:
+    """The run of this occurrence (same mode) to continue instead of a new one.
 
-    An unfinished run goes on where it stopped. A one-off campaign that already
+    An unfinished run goes on where it stopped. A real occurrence that already
     ran is continued too: its send steps plan only the recipients without a
     message yet (rows added since), so running it again sends nothing twice. A
-    cron campaign's finished runs are its past periods, and stay finished; a
-    finished rehearsal costs nothing to repeat, so the sandbox starts anew.
+    cron campaign's occurrence is the current period's fire time, so the next
+    period is a new run; a finished rehearsal costs nothing to repeat, so the
+    sandbox starts anew.
     """
     name = s.campaign.name
-    for run in s.journal.list_runs(name, limit=20):
-        if run.get("mode") == "test":
-            continue  # a test send is never the campaign's run
-        if (run.get("mode") == "sandbox") != s.settings.sandbox:
-            continue
-        if json.loads(run.get("options") or "{}").get("dry_run"):
-            continue
-        break
-    else:
-        return options
+    occurrence = occurrence or current(s.campaign)
+    mode = "sandbox" if s.settings.sandbox else "real"
+    new = dataclasses.replace(options, occurrence=occurrence)
+    run = s.journal.run_of_occurrence(name, occurrence, mode)
+    if run is None or json.loads(run.get("options") or "{}").get("dry_run"):
+        return new
     run_id, status = run["id"], run["status"]
     if status in UNFINISHED:
         out.write(
@@ -208,9 +232,8 @@ def _converge(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
             "(--again starts a new run)\n"
         )
         return dataclasses.replace(options, resume=run_id)
-    schedule = s.campaign.schedule
-    if s.settings.sandbox or (schedule is not None and schedule.cron):
-        return options  # a finished rehearsal is rehearsed again from the start
+    if s.settings.sandbox:
+        return new  # a finished rehearsal is rehearsed again from the start
     if status == "cancelled":
         control = s.journal.control_of(run_id)
         raise UsageError(
@@ -219,9 +242,11 @@ def _converge(s: Session, options: RunOptions, out: TextIO) -> RunOptions:
             + "; nothing more is sent for it (--again starts a new run, to everyone)"
         )
     sends = [st.id for st in s.campaign.steps if isinstance(st.action, SendAction)]
-    done = run["counts"].get("sent", 0)
+    counts = s.journal.message_counts(run_id)
+    done = counts.get("sent", 0)
+    what = "already ran" if occurrence == ONCE else f"already ran for {occurrence}"
     out.write(
-        f"campaign {name} already ran (run {run_id}, {status}, {done} sent): sending "
+        f"campaign {name} {what} (run {run_id}, {status}, {done} sent): sending "
         "only to recipients without a message yet (--again sends to everyone again)\n"
     )
     return dataclasses.replace(options, resume=run_id, only_steps=frozenset(sends))

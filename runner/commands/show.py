@@ -114,10 +114,14 @@ def show_run(
     if fmt == "csv":
         emit(step_rows, fmt, out, list(step_rows[0]) if step_rows else ["step"])
         return 0
+    occurrence = f"  occurrence {run['occurrence']}" if run.get("occurrence") else ""
     out.write(
-        f"run {run['id']}  campaign {run['campaign']}  {run['mode']}  {run['status']}  "
-        f"started {run['started_at']}  finished {run['finished_at'] or '-'}\n"
+        f"run {run['id']}  campaign {run['campaign']}{occurrence}  {run['mode']}  "
+        f"{run['status']}  started {run['started_at']}  "
+        f"finished {run['finished_at'] or '-'}\n"
     )
+    if run.get("control"):
+        out.write(f"{run['control']} by {run['control_by']} at {run['control_at']}\n")
     emit(
         step_rows,
         fmt,

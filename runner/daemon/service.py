@@ -37,11 +37,13 @@ from runner.daemon.schedules import CampaignSchedules
 from runner.daemon.settings import DaemonSettings, Emulate
 from runner.daemon.watch import campaign_files
 from runner.engine.context import RunOptions
+from runner.engine.occurrence import current
 from runner.engine.run import run_campaign
 from runner.errors import CampaignError, RunnerError, write_crash_log
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
 from runner.journal.leases import Lease
+from runner.journal.runs import UNFINISHED
 from runner.journal.schedule import JOBS_TABLE
 from runner.journal.tables import runs
 from runner.loader.load import load_campaign
@@ -311,6 +313,21 @@ class Daemon:
         lease: Lease,
     ) -> None:
         sandbox = self.settings.sandbox
+        if resume is None:  # this period's sending may have a run already
+            occurrence = current(campaign)
+            mode = "sandbox" if sandbox else "real"
+            earlier = self.journal.run_of_occurrence(campaign.name, occurrence, mode)
+            if earlier is not None and earlier["status"] in UNFINISHED:
+                resume = str(earlier["id"])
+            elif earlier is not None:
+                self.log.emit(
+                    "run.skipped_done",
+                    earlier["id"],
+                    campaign=campaign.name,
+                    occurrence=occurrence,
+                    status=earlier["status"],
+                )
+                return
         options = self._options(resume)
         emulators = None
         urls = None

@@ -41,6 +41,7 @@ class RunOptions:
     # what a command given to people must add to name this journal and mode,
     # e.g. " --state /var/lib/x.db --sandbox"
     command_args: str = ""
+    occurrence: str | None = None  # a new run's (runner.engine.occurrence)
 
 
 @dataclass

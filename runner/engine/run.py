@@ -28,6 +28,7 @@ from runner.engine.context import (
     StepResult,
 )
 from runner.engine.control import RunControl
+from runner.engine.occurrence import current
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.scheduler import StepScheduler, start_time
 from runner.engine.steps import EXECUTORS
@@ -308,12 +309,14 @@ def run_campaign(
             from_step=campaign.steps[first].id if first < len(campaign.steps) else None,
         )
     else:
+        occurrence = options.occurrence or current(campaign)
         run_id = journal.start_run(
             campaign.name,
             str(campaign.path),
             _recorded(options),
             sandbox=sandbox,
             fingerprint=prints,
+            occurrence=occurrence,
         )
         log.emit(
             "run.started",
@@ -322,6 +325,7 @@ def run_campaign(
             path=str(campaign.path),
             dry_run=options.dry_run,
             mode="sandbox" if sandbox else "real",
+            occurrence=occurrence,
         )
     if lease is not None:
         lease.bind(run_id)

@@ -111,11 +111,15 @@ def _modes_order_history(conn: Connection) -> None:
 
 
 def _control_leases(conn: Connection) -> None:
-    """Pause/cancel requests on runs, and who is sending each campaign now."""
+    """Pause/cancel requests on runs, each run's occurrence (one real run per
+    occurrence), and who is sending each campaign now."""
     for ddl in (
         "ALTER TABLE runs ADD COLUMN control VARCHAR",
         "ALTER TABLE runs ADD COLUMN control_by VARCHAR",
         "ALTER TABLE runs ADD COLUMN control_at VARCHAR",
+        "ALTER TABLE runs ADD COLUMN occurrence VARCHAR",
+        "CREATE UNIQUE INDEX ux_runs_occurrence ON runs (campaign, occurrence) "
+        "WHERE mode = 'real'",
     ):
         conn.exec_driver_sql(ddl)
     sa.Table(

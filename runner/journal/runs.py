@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from runner.errors import UsageError
 from runner.journal.store import Store, now_iso
 from runner.journal.tables import runs, steps
 
@@ -37,10 +38,41 @@ class RunRecords(Store):
         sandbox: str | None = None,
         fingerprint: Mapping[str, Any] | None = None,
         mode: str | None = None,
+        occurrence: str | None = None,
     ) -> str:
         """A new run; ``sandbox`` (the emulators' address) makes it a rehearsal,
         ``mode="test"`` a test send (``campaign-runner test``)."""
         run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        try:
+            self._insert_run(
+                run_id,
+                campaign,
+                campaign_path,
+                options,
+                sandbox,
+                fingerprint,
+                mode or ("sandbox" if sandbox else "real"),
+                occurrence,
+            )
+        except sa.exc.IntegrityError:
+            raise UsageError(
+                f"campaign {campaign!r}: occurrence {occurrence!r} already has a run "
+                "(started at the same moment elsewhere?); run the same command again "
+                "to continue it"
+            ) from None
+        return run_id
+
+    def _insert_run(
+        self,
+        run_id: str,
+        campaign: str,
+        campaign_path: str,
+        options: Mapping[str, Any],
+        sandbox: str | None,
+        fingerprint: Mapping[str, Any] | None,
+        mode: str,
+        occurrence: str | None,
+    ) -> None:
         with self.connect() as conn:
             conn.execute(
                 runs.insert().values(
@@ -50,12 +82,12 @@ class RunRecords(Store):
                     status="running",
                     started_at=now_iso(),
                     options=json.dumps(dict(options)),
-                    mode=mode or ("sandbox" if sandbox else "real"),
+                    mode=mode,
                     sandbox=sandbox,
                     fingerprint=json.dumps(dict(fingerprint or {})),
+                    occurrence=occurrence,
                 )
             )
-        return run_id
 
     def set_fingerprint(self, run_id: str, fingerprint: Mapping[str, Any]) -> None:
         """What the run's queued messages are now rendered from."""
@@ -112,6 +144,27 @@ class RunRecords(Store):
         with self.connect() as conn:
             row = (
                 conn.execute(sa.select(runs).where(runs.c.id == run_id))
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def run_of_occurrence(
+        self, campaign: str, occurrence: str, mode: str
+    ) -> Mapping[str, Any] | None:
+        """The latest run of ``campaign``'s ``occurrence`` in ``mode``; runs from
+        before occurrences were recorded count as the one-off's."""
+        match = runs.c.occurrence == occurrence
+        if occurrence == "once":
+            match = sa.or_(match, runs.c.occurrence.is_(None))
+        with self.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(runs)
+                    .where(runs.c.campaign == campaign, runs.c.mode == mode, match)
+                    .order_by(runs.c.started_at.desc())
+                    .limit(1)
+                )
                 .mappings()
                 .first()
             )

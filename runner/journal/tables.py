@@ -34,6 +34,19 @@ runs = sa.Table(
     sa.Column("control", sa.String),
     sa.Column("control_by", sa.String),  # who asked: user@host (pid), or http client
     sa.Column("control_at", sa.String),
+    # which sending of the campaign this run is: ``once`` for a one-off, the fire
+    # time of a cron period, a label (``run --occurrence``); NULL before 0003
+    sa.Column("occurrence", sa.String),
+)
+# one real run per occurrence: two processes racing to start the same sending
+# cannot both insert it (rehearsals and tests are repeated freely)
+sa.Index(
+    "ux_runs_occurrence",
+    runs.c.campaign,
+    runs.c.occurrence,
+    unique=True,
+    sqlite_where=runs.c.mode == "real",
+    postgresql_where=runs.c.mode == "real",
 )
 
 # Who is sending a campaign now: one row per campaign, taken before a process

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections import Counter
@@ -232,3 +233,40 @@ def test_a_real_send_that_may_not_be_meant_asks_on_a_terminal(tmp_path: Path) ->
         assert len(sb.messages()["mailup"]) == sent  # nobody new: nothing sent
     no_terminal = cli("run", str(campaign), "--sandbox", "--now", "--state", str(state))
     assert no_terminal.returncode == 0 and "[y/N]" not in no_terminal.stdout
+
+
+def test_an_occurrence_is_sent_once_a_repeat_is_explicit(tmp_path: Path) -> None:
+    campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
+
+    def hourly(data: dict[str, Any]) -> None:
+        data["steps"] = [s for s in data["steps"] if "send" in s]
+        data["schedule"] = {"cron": "0 * * * *"}
+
+    edit(campaign, hourly)
+    state = tmp_path / "j.db"
+    with standalone_sandbox(campaign, MAILUP_ENV) as sb:
+        sb.point(campaign)
+        args = ("run", str(campaign), "--now", "--state", str(state))
+        first = cli(*args, env=MAILUP_ENV)
+        assert first.returncode == 0, first.stdout + first.stderr
+        n = len(sb.messages()["mailup"])
+        second = cli(*args, env=MAILUP_ENV)  # the same hour: the same occurrence
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "already ran for " in second.stdout
+        assert len(sb.messages()["mailup"]) == n  # nothing twice
+        named = cli(*args, "--occurrence", "resend-1", env=MAILUP_ENV)
+        assert named.returncode == 0 and len(sb.messages()["mailup"]) == 2 * n
+        named_again = cli(*args, "--occurrence", "resend-1", env=MAILUP_ENV)
+        assert "already ran for resend-1" in named_again.stdout
+        repeat = cli(*args, "--again", env=MAILUP_ENV)
+        assert "a repeat on purpose: a new occurrence again-" in repeat.stdout
+        assert repeat.returncode == 0 and len(sb.messages()["mailup"]) == 3 * n
+    j = Journal(state)
+    try:
+        runs = j.list_runs(limit=10)
+    finally:
+        j.close()
+    occurrences = [r["occurrence"] for r in reversed(runs)]
+    assert len(occurrences) == 3 and occurrences[1] == "resend-1"
+    assert re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:00\+0[12]:00", occurrences[0])  # Madrid
+    assert occurrences[2].startswith("again-")

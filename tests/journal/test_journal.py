@@ -167,3 +167,19 @@ def test_a_first_release_journal_upgrades_in_place(tmp_path: Path) -> None:
         assert set(j.step_status("r1")) == {"blast"}
     finally:
         j.close()
+
+
+def test_one_real_run_per_occurrence(tmp_path: Path) -> None:
+    from runner.errors import UsageError
+
+    j = Journal(tmp_path / "j.db")
+    try:
+        j.start_run("c", "c.yaml", {}, occurrence="once")
+        with pytest.raises(UsageError, match="occurrence 'once' already has a run"):
+            j.start_run("c", "c.yaml", {}, occurrence="once")
+        j.start_run("c", "c.yaml", {}, occurrence="2026-12-03T08:00+01:00")
+        j.start_run("d", "d.yaml", {}, occurrence="once")  # another campaign
+        j.start_run("c", "c.yaml", {}, occurrence="once", sandbox="http://x")  # rehearsal
+        j.start_run("c", "c.yaml", {}, occurrence="once", sandbox="http://x")
+    finally:
+        j.close()
