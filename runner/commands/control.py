@@ -6,14 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import TextIO
 
 from runner.commands.args import add_state
+from runner.commands.output import open_journal
 from runner.engine.control import request, who
-from runner.errors import UsageError
 from runner.journal.journal import Journal
-from runner.journal.store import default_path
 
 # the state a request leads to, once the run's process has acted on it
 REACHED = {"pause": ("paused",), "resume": ("running",), "cancel": ("cancelled",)}
@@ -30,10 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def control_main(action: str, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    path = Path(args.state) if args.state else default_path()
-    if not path.exists():
-        raise UsageError(f"no journal at {path} (nothing has run yet, or pass --state)")
-    journal = Journal(path)
+    journal = open_journal(args.state)
     try:
         answer = request(journal, args.run, action, who())
         out.write(answer.message + "\n")

@@ -67,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--poll: expected a number of seconds above 0")
     settings = DaemonSettings(
         folders=tuple(Path(d) for d in args.dirs),
-        state=Path(args.state) if args.state else None,
+        state=args.state,
         log=Path(args.log) if args.log else None,
         sandbox=args.sandbox,
         http=args.http,

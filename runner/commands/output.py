@@ -6,19 +6,18 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, TextIO
 
 from runner.errors import UsageError
 from runner.journal.journal import Journal
-from runner.journal.store import default_path
+from runner.journal.where import locate
 
 
 def open_journal(state: str | None) -> Journal:
-    path = Path(state) if state else default_path()
-    if not path.exists():
-        raise UsageError(f"no journal at {path} (nothing has run yet, or pass --state)")
-    return Journal(path)
+    where = locate(state)
+    if not where.exists():
+        raise UsageError(f"no journal at {where} (nothing has run yet, or pass --state)")
+    return Journal(where)
 
 
 def emit(rows: list[dict[str, Any]], fmt: str, out: TextIO, columns: list[str]) -> None:

@@ -86,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
             )
     choice = Choice(args.failed, args.unknown, reasons, args.provider)
     settings = Settings(
-        state=Path(args.state) if args.state else None,
+        state=args.state,
         log=Path(args.log) if args.log else None,
         sandbox=args.sandbox,
     )

@@ -106,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
     if args.occurrence is not None and args.resume:
         raise UsageError("--occurrence picks the sending; --resume a run: pick one")
     settings = Settings(
-        state=Path(args.state) if args.state else None,
+        state=args.state,
         log=Path(args.log) if args.log else None,
         sandbox=args.sandbox,
         faults=args.faults,
@@ -176,7 +176,7 @@ def run_file(
         elif options.resume:
             run = journal.get_run(options.resume)
             if run is None:
-                raise UsageError(f"no run {options.resume!r} in {journal.path}")
+                raise UsageError(f"no run {options.resume!r} in {journal.where}")
             if run["campaign"] != campaign.name:
                 raise UsageError(
                     f"run {options.resume!r} belongs to campaign {run['campaign']!r}"

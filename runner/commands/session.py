@@ -30,7 +30,7 @@ from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
 from runner.journal.leases import Lease
-from runner.journal.store import default_path, event_log_path
+from runner.journal.where import locate
 from runner.loader.load import load_campaign
 from runner.model.campaign import Campaign
 from runner.providers.base import Provider
@@ -49,7 +49,8 @@ OUTCOMES = {
 class Settings:
     """Where state goes and how the run behaves (from the command line)."""
 
-    state: Path | None = None  # journal path; None: $CAMPAIGN_RUNNER_STATE or XDG state
+    # journal path or postgresql:// URL; None: $CAMPAIGN_RUNNER_STATE or XDG state
+    state: Path | str | None = None
     log: Path | None = None  # event log; None: events.jsonl beside the journal
     sandbox: bool = False
     faults: str | None = None  # --faults for the sandbox
@@ -102,7 +103,7 @@ class Session:
         if dry_run:
             out.write("dry run: nothing was sent and nothing was recorded\n")
         else:
-            out.write(f"journal: {self.journal.path}  events: {self.log_path}\n")
+            out.write(f"journal: {self.journal.where}  events: {self.log_path}\n")
 
 
 @contextmanager
@@ -136,11 +137,11 @@ def session(
             state=Path(scratch) / "journal.db",
             log=Path(scratch) / "events.jsonl",
         )
-    journal_path = settings.state or default_path()
+    where = locate(settings.state, env)
     journal = log = emulators = lease = None
     built: dict[str, Provider] = {}
     try:
-        journal = Journal(journal_path)
+        journal = Journal(where)
         # One process per campaign, taken before anything is decided: a daemon or
         # another terminal continuing this campaign while we send it would send
         # twice. Other campaigns run beside it on the same journal.
@@ -153,7 +154,7 @@ def session(
             )
         if owner is not None:
             lease = Lease(journal, campaign.name)
-        log_path = settings.log or event_log_path(journal_path)
+        log_path = settings.log or where.beside("events.jsonl")
         log = EventLog(log_path, redact=redactor, show_phones=show_phones)
         Console(out, err or sys.stderr, campaign.timezone).attach(log)
         urls = None

@@ -65,7 +65,7 @@ def show_run(
     try:
         run = journal.get_run(run_id)
         if run is None:
-            raise UsageError(f"no run {run_id!r} in {journal.path}")
+            raise UsageError(f"no run {run_id!r} in {journal.where}")
         steps = journal.step_status(run_id)
         msgs = journal.messages_for(run_id) if recipients else []
         earlier = journal.history_for(run_id) if history else {}

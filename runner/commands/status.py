@@ -26,7 +26,7 @@ from runner.journal.schedule import (
     runs_in_progress,
     scheduled_runs,
 )
-from runner.journal.store import default_path
+from runner.journal.where import Where, locate
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,9 +48,12 @@ class Status:
     owners: tuple[Holder, ...] = ()  # who is sending which campaign now
 
 
-def read_status(state: Path) -> Status:
-    running, pid = lock_owner(lock_path(state))
-    journal = Journal(state)
+def read_status(state: Path | Where) -> Status:
+    where = state if isinstance(state, Where) else Where(path=state)
+    running, pid = (
+        lock_owner(lock_path(where.path)) if where.path is not None else (False, None)
+    )
+    journal = Journal(where)
     try:
         return Status(
             running,
@@ -65,7 +68,7 @@ def read_status(state: Path) -> Status:
 
 def show_status(state: str | None, fmt: str, out: TextIO) -> int:
     """Print the daemon's schedule and the unfinished runs; 0 unless no journal."""
-    path = Path(state) if state else default_path()
+    path = locate(state)
     if not path.exists():
         raise UsageError(f"no journal at {path} (nothing has run yet, or pass --state)")
     status = read_status(path)

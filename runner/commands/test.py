@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     Exit status as for `run`.
     """
     settings = Settings(
-        state=Path(args.state) if args.state else None,
+        state=args.state,
         log=Path(args.log) if args.log else None,
         sandbox=args.sandbox,
     )
@@ -101,7 +101,7 @@ def test_file(
             sandbox=s.sandbox_root,
         )
         out.write(f"test run {result.run_id}: {result.message}\n")
-        out.write(f"journal: {s.journal.path}  events: {s.log_path}\n")
+        out.write(f"journal: {s.journal.where}  events: {s.log_path}\n")
         return result
 
 

@@ -13,7 +13,7 @@ from runner.errors import UsageError
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
 from runner.journal.lock import StateLock, lock_path
-from runner.journal.store import default_path, event_log_path
+from runner.journal.where import locate
 
 
 def serve(
@@ -32,12 +32,14 @@ def serve(
     settings = dataclasses.replace(
         settings, folders=tuple(f.resolve() for f in settings.folders)
     )
-    journal_path = settings.state or default_path()
-    lock = StateLock(lock_path(journal_path))
-    lock.acquire()
+    where = locate(settings.state)
+    # one daemon per SQLite journal; on PostgreSQL, see runner.daemon.leader
+    lock = StateLock(lock_path(where.path)) if where.path is not None else None
+    if lock is not None:
+        lock.acquire()
     try:
-        journal = Journal(journal_path)
-        log_path = settings.log or event_log_path(journal_path)
+        journal = Journal(where)
+        log_path = settings.log or where.beside("events.jsonl")
         json_logs = settings.log_format == "json"
         redactors = SharedRedactor()
         echo = LogEcho(out if json_logs else err, human=not json_logs)
@@ -59,4 +61,5 @@ def serve(
             log.close()
             journal.close()
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()

@@ -139,7 +139,7 @@ class Daemon:
                 "daemon.started",
                 pid=os.getpid(),
                 folders=[str(f) for f in self.settings.folders],
-                journal=str(self.journal.path),
+                journal=self.journal.where,
                 sandbox=self.settings.sandbox,
                 campaigns=len(self.schedules.wanted),
             )

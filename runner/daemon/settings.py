@@ -15,7 +15,8 @@ class DaemonSettings:
     """The daemon's command line."""
 
     folders: tuple[Path, ...]
-    state: Path | None = None  # journal; None: $CAMPAIGN_RUNNER_STATE or XDG state
+    # journal path or postgresql:// URL; None: $CAMPAIGN_RUNNER_STATE or XDG state
+    state: Path | str | None = None
     log: Path | None = None  # event log; None: events.jsonl beside the journal
     sandbox: bool = False
     http: str | None = None  # HOST:PORT for /healthz and /metrics

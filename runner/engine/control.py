@@ -123,7 +123,7 @@ def find_run(journal: Journal, ref: str) -> dict[str, object]:
             return dict(r)
     if journal.list_runs(ref, limit=1):
         raise UsageError(f"campaign {ref!r} has no unfinished run")
-    raise UsageError(f"no run or campaign {ref!r} in {journal.path}")
+    raise UsageError(f"no run or campaign {ref!r} in {journal.where}")
 
 
 def request(journal: Journal, ref: str, action: str, by: str) -> Answer:

@@ -16,13 +16,14 @@ from runner.journal.leases import LeaseRecords
 from runner.journal.messages import MessageRecords
 from runner.journal.queries import Reads
 from runner.journal.runs import RunRecords
+from runner.journal.where import Where
 from runner.journal.writer import JournalWriter
 
 
 class Journal(RunRecords, MessageRecords, LeaseRecords, Reads):
     """Runs, steps and messages of one journal database, and its writer thread."""
 
-    def __init__(self, path: Path | None = None, url: str | None = None) -> None:
+    def __init__(self, path: Path | Where | None = None, url: str | None = None) -> None:
         super().__init__(path, url)
         self._writer: JournalWriter | None = None
 

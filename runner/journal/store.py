@@ -23,26 +23,13 @@ from sqlalchemy.engine import Connection, Engine
 from runner.errors import JournalError
 from runner.journal.migrations import MIGRATIONS
 from runner.journal.tables import migrations_table
+from runner.journal.where import Where
 
 MIGRATE_ATTEMPTS = 5
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def default_path() -> Path:
-    """``$CAMPAIGN_RUNNER_STATE`` or ``$XDG_STATE_HOME/campaign-runner/journal.db``."""
-    env = os.environ.get("CAMPAIGN_RUNNER_STATE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "campaign-runner" / "journal.db"
-
-
-def event_log_path(journal: Path) -> Path:
-    """The event log's default place: ``events.jsonl`` beside the journal."""
-    return journal.with_name("events.jsonl")
 
 
 def _create_private(path: Path) -> None:
@@ -61,10 +48,17 @@ def _create_private(path: Path) -> None:
 
 
 class Store:
-    """One journal database. ``url`` may be any SQLAlchemy URL; default SQLite file."""
+    """One journal database: a SQLite file, or the database a ``Where`` or ``url``
+    names (PostgreSQL)."""
 
-    def __init__(self, path: Path | None = None, url: str | None = None) -> None:
-        self.path = path
+    def __init__(self, path: Path | Where | None = None, url: str | None = None) -> None:
+        if isinstance(path, Where):
+            where = path
+            path, url, shown = where.path, where.url, str(where)
+        else:
+            shown = str(path) if path is not None else "the journal"
+        self.path: Path | None = path
+        self.where = shown  # for people: never a password
         if url is None:
             assert path is not None
             if path.is_dir():
@@ -79,13 +73,19 @@ class Store:
             url = f"sqlite:///{path}"
         try:
             # hide_parameters: errors and logs never carry phones or texts
-            self.engine: Engine = sa.create_engine(url, future=True, hide_parameters=True)
+            pool: dict[str, Any] = {}
+            if not url.startswith("sqlite"):
+                # the daemon's run threads, dispatch workers and HTTP share one pool
+                pool = {"pool_size": 10, "max_overflow": 30, "pool_pre_ping": True}
+            self.engine: Engine = sa.create_engine(
+                url, future=True, hide_parameters=True, **pool
+            )
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             self.migrate()
         except sa.exc.SQLAlchemyError as e:
-            cause = getattr(e, "orig", None) or e
-            raise JournalError(f"cannot open journal {path or url}: {cause}") from e
+            cause = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+            raise JournalError(f"cannot open journal {shown}: {cause}") from e
         if path is not None:
             os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
 
