@@ -8,6 +8,7 @@ database), so the suite passes or fails for a reason. To explore new examples,
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 from hypothesis import settings
@@ -25,3 +26,27 @@ def _isolated_home(
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
     monkeypatch.delenv("CAMPAIGN_RUNNER_STATE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (tests/pgkit.py). Without one the
+    PostgreSQL tests are skipped, saying why; under CI (``$CI`` set) they fail."""
+    from pgkit import PostgresServer
+
+    try:
+        server = PostgresServer()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs PostgreSQL for these tests: {e}")
+        pytest.skip(f"no PostgreSQL server could be started: {e}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres) -> str:
+    """A fresh PostgreSQL database's URL, for one test."""
+    return str(postgres.new_database())

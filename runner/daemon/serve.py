@@ -6,6 +6,7 @@ import dataclasses
 from typing import TextIO
 
 from runner.daemon.http import MetricsServer, parse_address
+from runner.daemon.leader import Leadership
 from runner.daemon.logs import LogEcho, SharedRedactor, quiet_scheduler_logs
 from runner.daemon.service import Daemon
 from runner.daemon.settings import DaemonSettings, Emulate
@@ -47,7 +48,8 @@ def serve(
         log.listen(echo)
         _ = journal.writer  # one writer thread, created before runs share it
         quiet_scheduler_logs()
-        daemon = Daemon(settings, journal, log, redactors, err, emulate)
+        leadership = Leadership(journal.engine) if where.shared else None
+        daemon = Daemon(settings, journal, log, redactors, err, emulate, leadership)
         server = None
         try:
             if settings.http:
@@ -58,6 +60,8 @@ def serve(
         finally:
             if server is not None:
                 server.stop()
+            if leadership is not None:
+                leadership.release()
             log.close()
             journal.close()
     finally:

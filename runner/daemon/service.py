@@ -10,10 +10,7 @@ carried out by the same ``run_campaign`` as ``campaign-runner run``.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import shlex
 import signal
 import threading
 import time
@@ -24,7 +21,6 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any, TextIO
 
-import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -32,11 +28,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 
 from runner.daemon.health import Health
+from runner.daemon.leader import RETRY, Leadership
 from runner.daemon.logs import SharedRedactor
+from runner.daemon.resume import run_options, unfinished_runs
 from runner.daemon.schedules import CampaignSchedules
 from runner.daemon.settings import DaemonSettings, Emulate
-from runner.daemon.watch import campaign_files
-from runner.engine.context import RunOptions
 from runner.engine.occurrence import current
 from runner.engine.run import run_campaign
 from runner.errors import CampaignError, RunnerError, write_crash_log
@@ -45,7 +41,6 @@ from runner.journal.journal import Journal
 from runner.journal.leases import Lease
 from runner.journal.runs import UNFINISHED
 from runner.journal.schedule import JOBS_TABLE
-from runner.journal.tables import runs
 from runner.loader.load import load_campaign
 from runner.model.campaign import Campaign
 from runner.providers.setup import build_providers, resolve_options
@@ -88,8 +83,11 @@ class Daemon:
         redactors: SharedRedactor,
         err: TextIO,
         emulate: Emulate | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.settings = settings
+        # several daemons on one PostgreSQL journal: only the leader schedules
+        self.leadership = leadership
         self.journal = journal
         self.log = log
         self.redactors = redactors
@@ -128,6 +126,9 @@ class Daemon:
         """Scan, resume, then rescan every ``poll`` seconds until SIGTERM/SIGINT."""
         global _current
         _current = self
+        if self.leadership is not None and not self._lead():
+            _current = None
+            return 0  # stopped while standing by
         # paused until the folders are reconciled: a job stored for a file that
         # has gone must not fire first
         self.scheduler.start(paused=True)
@@ -151,8 +152,16 @@ class Daemon:
                 full, self._reload = self._reload, False
                 if full:
                     self.log.emit("daemon.reload")
+                if self.leadership is not None and not self.leadership.alive():
+                    # another daemon may lead now: never schedule beside it
+                    self.log.emit("daemon.leadership_lost")
+                    self._stopping.set()
+                    self._shutdown()
+                    return 1
                 try:
                     self.schedules.rescan(full=full)
+                    if self.leadership is not None:  # a daemon or a run died
+                        self._resume_unfinished(orphans=True)
                 except Exception as e:  # keep serving the runs; try again next poll
                     self.log.emit(
                         "daemon.error", error=type(e).__name__, details=write_crash_log()
@@ -161,6 +170,25 @@ class Daemon:
             return self._shutdown()
         finally:
             _current = None
+
+    def _lead(self) -> bool:
+        """Stand by until this daemon holds the leadership; False if stopped first."""
+        assert self.leadership is not None
+        said = False
+        while not self._stopping.is_set():
+            if self.leadership.try_acquire():
+                self.log.emit("daemon.leader", pid=os.getpid())
+                return True
+            if not said:
+                self.log.emit(
+                    "daemon.standby",
+                    pid=os.getpid(),
+                    reason="another daemon leads the schedule of this journal",
+                )
+                said = True
+            self._wake.wait(RETRY)
+            self._wake.clear()
+        return False
 
     @contextmanager
     def signals(self) -> Iterator[None]:
@@ -328,7 +356,7 @@ class Daemon:
                     status=earlier["status"],
                 )
                 return
-        options = self._options(resume)
+        options = run_options(self.journal, self.settings, resume)
         emulators = None
         urls = None
         try:
@@ -358,43 +386,13 @@ class Daemon:
             if emulators is not None:
                 emulators.stop()
 
-    def _options(self, resume: str | None) -> RunOptions:
-        """A new run's options, or the stored options of the run being resumed."""
-        base = RunOptions()
-        if resume is not None:
-            stored = self.journal.get_run(resume) or {}
-            try:
-                saved = json.loads(stored.get("options") or "{}")
-            except ValueError:
-                saved = {}
-            names = {f.name for f in dataclasses.fields(RunOptions)}
-            base = RunOptions(**{k: v for k, v in saved.items() if k in names})
-            base = dataclasses.replace(base, resume=resume)
-        s = self.settings
-        args = (f" --state {shlex.quote(str(s.state))}" if s.state else "") + (
-            " --sandbox" if s.sandbox else ""
-        )
-        base = dataclasses.replace(base, command_args=args)
-        if self.settings.sandbox and base.max_poll_interval is None:
-            # the emulators settle in about a second: poll reports briskly
-            base = dataclasses.replace(base, max_poll_interval=self.settings.settle)
-        return base
-
-    def _resume_unfinished(self) -> None:
-        """Runs a crash or a stop left unfinished, of files still in the folders."""
-        files = {str(p) for p in campaign_files(self.settings.folders)}
-        with self.journal.connect() as conn:
-            rows = list(
-                conn.execute(
-                    sa.select(runs.c.id, runs.c.campaign_path)
-                    .where(
-                        runs.c.status.in_(["running", "paused", "interrupted"]),
-                        runs.c.mode != "test",
-                    )
-                    .order_by(runs.c.started_at)
-                )
-            )
-        latest = {path: run_id for run_id, path in rows if path in files}
-        for path, run_id in sorted(latest.items()):
+    def _resume_unfinished(self, *, orphans: bool = False) -> None:
+        """Runs a crash or a stop left unfinished, of files still in the folders;
+        ``orphans``: only those whose process died since (their lease is free)."""
+        for path, run_id in unfinished_runs(
+            self.journal, self.settings.folders, orphans=orphans
+        ):
+            if orphans and Path(path) in self._active:
+                continue
             self.log.emit("run.resuming", run_id, path=path)
             self.fire(Path(path), resume=run_id)

@@ -24,6 +24,7 @@ from runkit import (
 )
 
 from runner.journal.journal import Journal
+from runner.journal.where import locate
 
 N = 1200
 
@@ -40,13 +41,20 @@ def many(path: Path, n: int) -> None:
     edit(path, apply)
 
 
-@pytest.fixture
-def sending(tmp_path: Path) -> Iterator[tuple[Path, Path, StandaloneSandbox]]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sending(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Path, str, StandaloneSandbox]]:
+    """A campaign of N pointed at a standalone sandbox, and a journal (a SQLite
+    file, or a PostgreSQL database: the same commands, the same guarantees)."""
     campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
     many(campaign, N)
+    state = str(tmp_path / "j.db")
+    if request.param == "postgresql":
+        state = request.getfixturevalue("pg_url")
     with standalone_sandbox(campaign, MAILUP_ENV) as sb:
         sb.point(campaign)
-        yield campaign, tmp_path / "j.db", sb
+        yield campaign, state, sb
 
 
 def wait_for(sb: StandaloneSandbox, count: int, timeout: float = 30) -> None:
@@ -56,9 +64,9 @@ def wait_for(sb: StandaloneSandbox, count: int, timeout: float = 30) -> None:
     assert len(sb.messages()["mailup"]) >= count
 
 
-def control(state: Path) -> tuple[str, str | None, float]:
+def control(state: Path | str) -> tuple[str, str | None, float]:
     """(run id, its status, the time of its last pause/resume/cancel request)."""
-    j = Journal(state)
+    j = Journal(locate(str(state)))
     try:
         run = j.list_runs(limit=1)[0]
         at = j.control_of(run["id"]).at
@@ -68,8 +76,8 @@ def control(state: Path) -> tuple[str, str | None, float]:
         j.close()
 
 
-def counts(state: Path, run_id: str) -> dict[str, int]:
-    j = Journal(state)
+def counts(state: Path | str, run_id: str) -> dict[str, int]:
+    j = Journal(locate(str(state)))
     try:
         return j.message_counts(run_id)
     finally:
@@ -87,7 +95,7 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_pause_from_another_terminal_then_resume_sends_the_rest_once(
-    sending: tuple[Path, Path, StandaloneSandbox],
+    sending: tuple[Path, str, StandaloneSandbox],
 ) -> None:
     campaign, state, sb = sending
     proc = start_cli("run", str(campaign), "--now", "--state", str(state), env=MAILUP_ENV)
@@ -121,7 +129,7 @@ def test_pause_from_another_terminal_then_resume_sends_the_rest_once(
 
 @pytest.mark.slow
 def test_cancel_from_another_terminal_ends_the_run_the_rest_cancelled(
-    sending: tuple[Path, Path, StandaloneSandbox],
+    sending: tuple[Path, str, StandaloneSandbox],
 ) -> None:
     campaign, state, sb = sending
     proc = start_cli("run", str(campaign), "--now", "--state", str(state), env=MAILUP_ENV)
@@ -149,7 +157,7 @@ def test_cancel_from_another_terminal_ends_the_run_the_rest_cancelled(
 
 @pytest.mark.slow
 def test_two_runs_started_at_once_send_once(
-    sending: tuple[Path, Path, StandaloneSandbox],
+    sending: tuple[Path, str, StandaloneSandbox],
 ) -> None:
     campaign, state, sb = sending
     args = ("run", str(campaign), "--now", "--state", str(state))
@@ -261,7 +269,7 @@ def test_an_occurrence_is_sent_once_a_repeat_is_explicit(tmp_path: Path) -> None
         repeat = cli(*args, "--again", env=MAILUP_ENV)
         assert "a repeat on purpose: a new occurrence again-" in repeat.stdout
         assert repeat.returncode == 0 and len(sb.messages()["mailup"]) == 3 * n
-    j = Journal(state)
+    j = Journal(locate(str(state)))
     try:
         runs = j.list_runs(limit=10)
     finally:

@@ -39,6 +39,7 @@ from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
 from runner.journal.lock import StateLock, lock_owner, lock_path
 from runner.journal.tables import messages
+from runner.journal.where import Where, locate
 from runner.model.campaign import Schedule
 
 MAILUP_ENV = {
@@ -760,3 +761,105 @@ def test_two_files_with_one_campaign_name_run_as_one(tmp_path: Path) -> None:
         "of them)"
     ]
     assert [e["path"] for e in d.events("campaign.duplicate_name")] == [str(b)]
+
+
+@pytest.mark.slow
+def test_two_daemons_on_postgresql_a_standby_takes_over_when_the_leader_dies(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The leader is killed (-9) mid-send: the standby leads within the bound,
+    continues the orphaned run, and the provider gets every message once."""
+    n = 1500
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    campaign = spring(staging, "blast.yaml")
+    many(campaign, n)
+
+    def shape(data: dict[str, Any]) -> None:
+        data["steps"] = [data["steps"][1]]  # the send step alone
+        data["providers"]["mailup"].update(rate="150/s", concurrency=8)
+
+    edit(campaign, shape)
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "runner", "sandbox", str(campaign), "--settle", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **MAILUP_ENV},
+    )
+    try:
+        urls: dict[str, str] = {}
+        root = ""
+        assert sandbox.stdout is not None
+        while not root:
+            line = sandbox.stdout.readline()
+            assert line, "the sandbox did not start"
+            if line.startswith("sandbox listening on "):
+                root = line.split()[3]
+            elif line.startswith("    "):
+                key, _, url = line.strip().partition(": ")
+                urls[key] = url
+
+        def point(data: dict[str, Any]) -> None:
+            data["providers"]["mailup"].update(urls, report_lag=0)
+            data["schedule"] = {"at": soon(2)}
+
+        edit(campaign, point)
+        folder = tmp_path / "campaigns"
+        folder.mkdir()
+        shutil.copy(staging / "many.csv", folder / "many.csv")
+        shutil.copy(campaign, folder / "blast.yaml")
+        state = locate(pg_url)
+
+        def sent() -> int:
+            j = Journal(state)
+            try:
+                return j.message_counts(j.list_runs(limit=1)[0]["id"]).get("sent", 0)
+            except IndexError:
+                return 0
+            finally:
+                j.close()
+
+        with (
+            running_daemon(tmp_path, folder, pg_url, env=MAILUP_ENV) as a,
+            running_daemon(tmp_path, folder, pg_url, env=MAILUP_ENV) as b,
+        ):
+            wait_for(
+                lambda: a.events("daemon.leader") or b.events("daemon.leader"), "a leader"
+            )
+            leader, standby = (a, b) if a.events("daemon.leader") else (b, a)
+            wait_for(lambda: standby.events("daemon.standby"), "the other to stand by")
+            wait_for(lambda: sent() >= 300, "300 sent before the kill", timeout=30)
+            leader.proc.send_signal(signal.SIGKILL)
+            leader.proc.wait()
+            killed = time.monotonic()
+            wait_for(lambda: standby.events("daemon.leader"), "the standby to lead")
+            took = time.monotonic() - killed
+            assert took < 10, took
+            wait_for(lambda: standby.events("run.resuming"), "the orphan resumed")
+            wait_for(
+                lambda: [r for r in runs_of_at(state) if r["status"] == "succeeded"],
+                "the run to complete",
+                timeout=60,
+            )
+            assert standby.stop() == 0, standby.stderr()
+        assert len(runs_of_at(state)) == 1  # continued, never started twice
+        received = requests.get(root + "/_sandbox/messages", timeout=10).json()["mailup"]
+    finally:
+        sandbox.send_signal(signal.SIGINT)
+        try:
+            sandbox.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            sandbox.kill()
+            sandbox.communicate()
+    per_recipient = Counter(m["to"] for m in received)
+    assert len(per_recipient) == n  # none missing
+    assert max(per_recipient.values()) == 1  # none twice
+
+
+def runs_of_at(state: Where) -> list[dict[str, Any]]:
+    j = Journal(state)
+    try:
+        return j.list_runs(limit=100)
+    finally:
+        j.close()

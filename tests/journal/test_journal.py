@@ -10,7 +10,16 @@ from runner.errors import JournalError
 from runner.journal.journal import Journal
 from runner.journal.migrations import MIGRATIONS
 from runner.journal.tables import metadata, migrations_table
+from runner.journal.where import Where, locate
 from runner.journal.writer import Outcome, Planned, driver_sql
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
+    """The journal on each backend: a SQLite file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return Where(path=tmp_path / "j.db")
+    return locate(request.getfixturevalue("pg_url"))
 
 
 def planned(run: str, step: str, n: int) -> list[Planned]:
@@ -38,8 +47,8 @@ def test_created_owner_only_with_migrations(tmp_path: Path) -> None:
     j.close()
 
 
-def test_plan_claim_outcome_and_crash_leftovers(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.db")
+def test_plan_claim_outcome_and_crash_leftovers(where: Where) -> None:
+    j = Journal(where)
     run = j.start_run("c", "c.yaml", {})
     w = j.writer
     w.plan(planned(run, "s", 10))
@@ -64,8 +73,8 @@ def test_plan_claim_outcome_and_crash_leftovers(tmp_path: Path) -> None:
     j.close()
 
 
-def test_outcomes_are_committed_in_batches_and_on_flush(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.db")
+def test_outcomes_are_committed_in_batches_and_on_flush(where: Where) -> None:
+    j = Journal(where)
     run = j.start_run("c", "c.yaml", {})
     j.writer.plan(planned(run, "s", 3))
     j.writer.claim(run, "s", "main", [f"+3460000{i:04d}" for i in range(3)])
@@ -96,8 +105,8 @@ def test_a_plan_written_in_the_background_fails_loudly_at_the_flush(
     j.close()
 
 
-def test_runs_listing_and_resume_candidates(tmp_path: Path) -> None:
-    j = Journal(tmp_path / "j.db")
+def test_runs_listing_and_resume_candidates(where: Where) -> None:
+    j = Journal(where)
     a = j.start_run("promo", "p.yaml", {})
     j.finish_run(a, "succeeded", 0)
     b = j.start_run("promo", "p.yaml", {})
@@ -118,10 +127,10 @@ def test_hot_statements_follow_the_driver_paramstyle() -> None:
         driver_sql(sql, "numeric")
 
 
-def test_migrations_build_the_schema_the_queries_read(tmp_path: Path) -> None:
+def test_migrations_build_the_schema_the_queries_read(where: Where) -> None:
     """A journal migrated from nothing has exactly the tables and columns of
     ``tables.py``, with the same nullability."""
-    j = Journal(tmp_path / "j.db")
+    j = Journal(where)
     try:
         inspector = sa.inspect(j.engine)
         assert set(inspector.get_table_names()) == set(metadata.tables)
@@ -135,9 +144,8 @@ def test_migrations_build_the_schema_the_queries_read(tmp_path: Path) -> None:
         j.close()
 
 
-def test_a_first_release_journal_upgrades_in_place(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    engine = sa.create_engine(f"sqlite:///{path}")
+def test_a_first_release_journal_upgrades_in_place(where: Where) -> None:
+    engine = sa.create_engine(where.url or f"sqlite:///{where.path}")
     with engine.begin() as conn:
         MIGRATIONS[0][1](conn)  # the first release's tables, as it created them
         migrations_table.create(conn)
@@ -159,7 +167,7 @@ def test_a_first_release_journal_upgrades_in_place(tmp_path: Path) -> None:
             " '2026-01-01')"
         )
     engine.dispose()
-    j = Journal(path)
+    j = Journal(where)
     try:
         run = j.get_run("r1")
         assert run is not None and run["status"] == "succeeded" and run["mode"] == "real"
@@ -169,10 +177,10 @@ def test_a_first_release_journal_upgrades_in_place(tmp_path: Path) -> None:
         j.close()
 
 
-def test_one_real_run_per_occurrence(tmp_path: Path) -> None:
+def test_one_real_run_per_occurrence(where: Where) -> None:
     from runner.errors import UsageError
 
-    j = Journal(tmp_path / "j.db")
+    j = Journal(where)
     try:
         j.start_run("c", "c.yaml", {}, occurrence="once")
         with pytest.raises(UsageError, match="occurrence 'once' already has a run"):
