@@ -17,14 +17,19 @@ class Health:
     active_runs: tuple[str, ...] = ()  # campaign names with a run in progress
     next_fire: Mapping[tuple[str, str], float] = field(default_factory=dict)
     # (campaign name, file) -> unix seconds
+    # leader: it runs the schedule (the only daemon of a SQLite journal); standby:
+    # another daemon of the same PostgreSQL journal leads, this one waits to
+    role: str = "leader"
 
     @property
     def ok(self) -> bool:
-        return self.scheduler_running and not self.stopping
+        ready = self.scheduler_running or self.role == "standby"
+        return ready and not self.stopping
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "role": self.role,
             "scheduler": "running" if self.scheduler_running else "stopped",
             "stopping": self.stopping,
             "campaigns": self.campaigns,

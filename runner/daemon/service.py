@@ -88,6 +88,7 @@ class Daemon:
         self.settings = settings
         # several daemons on one PostgreSQL journal: only the leader schedules
         self.leadership = leadership
+        self.role = "leader" if leadership is None else "standby"
         self.journal = journal
         self.log = log
         self.redactors = redactors
@@ -177,6 +178,7 @@ class Daemon:
         said = False
         while not self._stopping.is_set():
             if self.leadership.try_acquire():
+                self.role = "leader"
                 self.log.emit("daemon.leader", pid=os.getpid())
                 return True
             if not said:
@@ -261,6 +263,7 @@ class Daemon:
                 for job in jobs
                 if job.next_run_time is not None
             },
+            role=self.role,
         )
 
     # -- runs ----------------------------------------------------------------------------

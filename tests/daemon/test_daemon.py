@@ -820,15 +820,27 @@ def test_two_daemons_on_postgresql_a_standby_takes_over_when_the_leader_dies(
             finally:
                 j.close()
 
+        ports = {"a": free_port(), "b": free_port()}
+        http = {k: ("--http", f"127.0.0.1:{p}") for k, p in ports.items()}
         with (
-            running_daemon(tmp_path, folder, pg_url, env=MAILUP_ENV) as a,
-            running_daemon(tmp_path, folder, pg_url, env=MAILUP_ENV) as b,
+            running_daemon(tmp_path, folder, pg_url, *http["a"], env=MAILUP_ENV) as a,
+            running_daemon(tmp_path, folder, pg_url, *http["b"], env=MAILUP_ENV) as b,
         ):
             wait_for(
                 lambda: a.events("daemon.leader") or b.events("daemon.leader"), "a leader"
             )
             leader, standby = (a, b) if a.events("daemon.leader") else (b, a)
             wait_for(lambda: standby.events("daemon.standby"), "the other to stand by")
+            assert standby.events("daemon.standby")[0]["reason"] == (
+                "another daemon leads the schedule of this journal"
+            )
+            port = ports["b"] if standby is b else ports["a"]
+            health = wait_for(
+                lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2),
+                "the standby's /healthz",
+            )
+            assert health.status_code == 200, health.text
+            assert health.json()["role"] == "standby" and health.json()["ok"]
             wait_for(lambda: sent() >= 300, "300 sent before the kill", timeout=30)
             leader.proc.send_signal(signal.SIGKILL)
             leader.proc.wait()

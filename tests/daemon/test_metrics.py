@@ -134,6 +134,7 @@ def test_http_server_serves_healthz_and_metrics(journal: Journal) -> None:
         assert r.status_code == 200
         assert r.json() == {
             "ok": True,
+            "role": "leader",
             "scheduler": "running",
             "stopping": False,
             "campaigns": 1,
