@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from runner.commands.args import add_format, add_state
 from runner.errors import UsageError
+from runner.journal.daemons import DaemonRow
 from runner.journal.journal import Journal
 from runner.journal.leases import Holder
 from runner.journal.lock import lock_owner, lock_path
@@ -46,6 +47,7 @@ class Status:
     scheduled: tuple[Scheduled, ...]
     in_progress: tuple[InProgress, ...]
     owners: tuple[Holder, ...] = ()  # who is sending which campaign now
+    daemons: tuple[DaemonRow, ...] = ()  # every daemon heard of lately
 
 
 def read_status(state: Path | Where) -> Status:
@@ -61,6 +63,7 @@ def read_status(state: Path | Where) -> Status:
             tuple(scheduled_runs(journal)),
             tuple(runs_in_progress(journal)),
             tuple(journal.live_leases()),
+            tuple(journal.daemon_rows()),
         )
     finally:
         journal.close()
@@ -76,8 +79,18 @@ def show_status(state: str | None, fmt: str, out: TextIO) -> int:
         json.dump(_as_json(status), out, indent=2, default=str)
         out.write("\n")
         return 0
-    who = f" (pid {status.daemon_pid})" if status.daemon_pid else ""
-    out.write(f"daemon: {'running' + who if status.daemon_running else 'not running'}\n")
+    if status.daemons:
+        out.write("daemons:\n")
+        for d in status.daemons:
+            state = d.role if d.alive() else "gone"
+            out.write(
+                f"  {d.host} pid {d.pid}  {state}  since {d.started_at}  last seen "
+                f"{d.heartbeat_at}  runs {d.active_runs}\n"
+            )
+    else:
+        who = f" (pid {status.daemon_pid})" if status.daemon_pid else ""
+        running = "running" + who if status.daemon_running else "not running"
+        out.write(f"daemon: {running}\n")
     out.write(f"journal: {path}\n\n")
     if status.scheduled:
         out.write("next scheduled runs:\n")
@@ -122,4 +135,5 @@ def _as_json(status: Status) -> dict[str, Any]:
         ],
         "in_progress": [asdict(r) for r in status.in_progress],
         "owners": [asdict(h) for h in status.owners],
+        "daemons": [{**asdict(d), "alive": d.alive()} for d in status.daemons],
     }

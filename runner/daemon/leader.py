@@ -14,9 +14,14 @@ is not used.
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+from runner.journal.eventlog import EventLog
 
 RETRY = 1.0  # seconds between a standby's attempts
 # the advisory lock's key: "campaign-runner scheduler" (any bigint, fixed forever)
@@ -71,3 +76,30 @@ class Leadership:
                 )
                 self._conn.commit()
         self._drop()
+
+
+def stand_by(
+    leadership: Leadership,
+    stopping: threading.Event,
+    wake: threading.Event,
+    beat: Callable[[], None],
+    log: EventLog,
+) -> bool:
+    """Try for the leadership every ``RETRY`` seconds (beating meanwhile, so
+    ``status`` shows the standby) until it is held; False if ``stopping`` first."""
+    said = False
+    while not stopping.is_set():
+        if leadership.try_acquire():
+            log.emit("daemon.leader", pid=os.getpid())
+            return True
+        beat()
+        if not said:
+            log.emit(
+                "daemon.standby",
+                pid=os.getpid(),
+                reason="another daemon leads the schedule of this journal",
+            )
+            said = True
+        wake.wait(RETRY)
+        wake.clear()
+    return False

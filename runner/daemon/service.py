@@ -28,7 +28,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 
 from runner.daemon.health import Health
-from runner.daemon.leader import RETRY, Leadership
+from runner.daemon.leader import Leadership, stand_by
 from runner.daemon.logs import SharedRedactor
 from runner.daemon.resume import run_options, unfinished_runs
 from runner.daemon.schedules import CampaignSchedules
@@ -127,9 +127,12 @@ class Daemon:
         """Scan, resume, then rescan every ``poll`` seconds until SIGTERM/SIGINT."""
         global _current
         _current = self
-        if self.leadership is not None and not self._lead():
-            _current = None
-            return 0  # stopped while standing by
+        if self.leadership is not None:  # one PostgreSQL, several daemons
+            lead = (self.leadership, self._stopping, self._wake, self._beat, self.log)
+            if not stand_by(*lead):
+                _current = None
+                return 0  # stopped while standing by
+            self.role = "leader"
         # paused until the folders are reconciled: a job stored for a file that
         # has gone must not fire first
         self.scheduler.start(paused=True)
@@ -137,6 +140,7 @@ class Daemon:
             self.schedules.rescan(full=True)
             self._resume_unfinished()
             self.scheduler.resume()
+            self._beat()
             self.log.emit(
                 "daemon.started",
                 pid=os.getpid(),
@@ -150,6 +154,7 @@ class Daemon:
                 self._wake.clear()
                 if self._stopping.is_set():
                     break
+                self._beat()
                 full, self._reload = self._reload, False
                 if full:
                     self.log.emit("daemon.reload")
@@ -171,26 +176,6 @@ class Daemon:
             return self._shutdown()
         finally:
             _current = None
-
-    def _lead(self) -> bool:
-        """Stand by until this daemon holds the leadership; False if stopped first."""
-        assert self.leadership is not None
-        said = False
-        while not self._stopping.is_set():
-            if self.leadership.try_acquire():
-                self.role = "leader"
-                self.log.emit("daemon.leader", pid=os.getpid())
-                return True
-            if not said:
-                self.log.emit(
-                    "daemon.standby",
-                    pid=os.getpid(),
-                    reason="another daemon leads the schedule of this journal",
-                )
-                said = True
-            self._wake.wait(RETRY)
-            self._wake.clear()
-        return False
 
     @contextmanager
     def signals(self) -> Iterator[None]:
@@ -245,8 +230,16 @@ class Daemon:
         left = [a.name for a in active if a.thread.is_alive()]
         if left:
             self.log.emit("daemon.stop_timeout", still_running=left)
+        self.journal.forget_daemon()
         self.log.emit("daemon.stopped")
         return 1 if left else 0
+
+    def _beat(self) -> None:
+        """This daemon's row in the journal, for ``status`` on any machine."""
+        with self._lock:
+            active = len(self._active)
+        if not self.journal.heartbeat(self.role, active):
+            self.log.emit("daemon.heartbeat_failed")
 
     def health(self) -> Health:
         running = self.scheduler.state == STATE_RUNNING  # started and not paused

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.journal.daemons import DaemonRecords
 from runner.journal.leases import LeaseRecords
 from runner.journal.messages import MessageRecords
 from runner.journal.queries import Reads
@@ -20,7 +21,7 @@ from runner.journal.where import Where
 from runner.journal.writer import JournalWriter
 
 
-class Journal(RunRecords, MessageRecords, LeaseRecords, Reads):
+class Journal(RunRecords, MessageRecords, LeaseRecords, DaemonRecords, Reads):
     """Runs, steps and messages of one journal database, and its writer thread."""
 
     def __init__(self, path: Path | Where | None = None, url: str | None = None) -> None:

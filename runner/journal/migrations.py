@@ -112,7 +112,7 @@ def _modes_order_history(conn: Connection) -> None:
 
 def _control_leases(conn: Connection) -> None:
     """Pause/cancel requests on runs, each run's occurrence (one real run per
-    occurrence), and who is sending each campaign now."""
+    occurrence), who is sending each campaign now, and the daemons alive."""
     for ddl in (
         "ALTER TABLE runs ADD COLUMN control VARCHAR",
         "ALTER TABLE runs ADD COLUMN control_by VARCHAR",
@@ -122,6 +122,17 @@ def _control_leases(conn: Connection) -> None:
         "WHERE mode = 'real'",
     ):
         conn.exec_driver_sql(ddl)
+    sa.Table(
+        "daemons",
+        sa.MetaData(),
+        sa.Column("id", sa.String, primary_key=True),
+        sa.Column("host", sa.String, nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("role", sa.String, nullable=False),
+        sa.Column("started_at", sa.String, nullable=False),
+        sa.Column("heartbeat_at", sa.String, nullable=False),
+        sa.Column("active_runs", sa.Integer, nullable=False),
+    ).create(conn)
     sa.Table(
         "leases",
         sa.MetaData(),

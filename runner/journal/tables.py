@@ -49,6 +49,19 @@ sa.Index(
     postgresql_where=runs.c.mode == "real",
 )
 
+# The daemons on this journal, each renewing its row while it lives (``status``).
+daemons = sa.Table(
+    "daemons",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),  # host:pid:start
+    sa.Column("host", sa.String, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("role", sa.String, nullable=False),  # leader | standby
+    sa.Column("started_at", sa.String, nullable=False),
+    sa.Column("heartbeat_at", sa.String, nullable=False),
+    sa.Column("active_runs", sa.Integer, nullable=False),
+)
+
 # Who is sending a campaign now: one row per campaign, taken before a process
 # decides what to send and renewed while it runs; a dead owner's row expires
 # (at once when it was a process of this host that no longer exists).

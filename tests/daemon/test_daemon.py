@@ -834,6 +834,8 @@ def test_two_daemons_on_postgresql_a_standby_takes_over_when_the_leader_dies(
             assert standby.events("daemon.standby")[0]["reason"] == (
                 "another daemon leads the schedule of this journal"
             )
+            roles = sorted(d.role for d in read_status(state).daemons if d.alive())
+            assert roles == ["leader", "standby"]  # status names them both
             port = ports["b"] if standby is b else ports["a"]
             health = wait_for(
                 lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2),
