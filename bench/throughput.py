@@ -10,8 +10,9 @@ that its work does not share our GIL; client and server still share the cores.
 Cases (issue 7): latency (50 ms per request, concurrency 32: ceiling 640 msg/s),
 cpu (no added latency: runner / baseline), rate (rate 200/s for 20 s: achieved
 rate and worst one-second window, from the sandbox's own record), journal (the
-default journal beside the cheapest one the code allows), memory (peak RSS of a
-200,000-recipient send).
+default journal beside the cheapest one the code allows), postgres (the same send
+with the journal on a local PostgreSQL, fsync on, beside SQLite), memory (peak
+RSS of a 200,000-recipient send).
 """
 
 from __future__ import annotations
@@ -187,12 +188,13 @@ def write_campaign(
     return path
 
 
-def run_runner(campaign: Path, state: Path) -> dict[str, Any]:
+def run_runner(campaign: Path, state: Path | str) -> dict[str, Any]:
     """Run the campaign in this process; returns send-phase figures from the journal."""
     from runner.commands.run import run_file
     from runner.commands.session import Settings
     from runner.engine.context import RunOptions
     from runner.journal.journal import Journal
+    from runner.journal.where import locate
 
     out = io.StringIO()
     t0 = time.perf_counter()
@@ -202,7 +204,7 @@ def run_runner(campaign: Path, state: Path) -> dict[str, Any]:
     total = time.perf_counter() - t0
     if result.exit_code != 0:
         raise SystemExit(f"runner failed:\n{out.getvalue()}")
-    j = Journal(state)
+    j = Journal(locate(str(state)))
     try:
         rows = j.messages_for(result.run_id, "blast", ["sent"])
         step = j.step_status(result.run_id)["blast"]
@@ -318,6 +320,35 @@ def case_journal(kind: str, n: int) -> list[str]:
     ]
 
 
+def case_postgres(kind: str, n: int) -> list[str]:
+    """The same send with the journal on SQLite (on disk) and on PostgreSQL (a
+    local server, fsync on), in this run: msg/s and the journal's share."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pgkit import PostgresServer
+
+    server = PostgresServer(durable=True)
+    sb = SandboxProcess({"main": kind}, latency=0.0)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            c = write_campaign(
+                Path(d), kind, sb.urls["main"], n, concurrency=32, rate=None
+            )
+            lite = run_runner(c, Path(d) / "j.db")
+            pg = run_runner(c, server.new_database())
+    finally:
+        sb.close()
+        server.stop()
+    a = lite["sent"] / lite["step_s"]
+    b = pg["sent"] / pg["step_s"]
+    per_a, per_b = 1e6 * lite["step_s"] / lite["sent"], 1e6 * pg["step_s"] / pg["sent"]
+    return [
+        f"journal on PostgreSQL {kind}: SQLite {a:.0f} msg/s "
+        f"({per_a:.0f} us per message, whole step), "
+        f"PostgreSQL 15 local, fsync on {b:.0f} msg/s ({per_b:.0f} us) -> "
+        f"{b / a:.2f} x SQLite"
+    ]
+
+
 def _peak_rss_mb(proc: subprocess.Popen[str]) -> float:
     """The process's own high-water mark (VmHWM), polled until it exits.
 
@@ -384,6 +415,7 @@ def main() -> None:
         "cpu": lambda kind: case_cpu(kind, args.n),
         "rate": case_rate,
         "journal": lambda kind: case_journal(kind, args.n),
+        "postgres": lambda kind: case_postgres(kind, args.n),
         "memory": lambda kind: case_memory(kind, args.memory_n),
     }
     for kind in args.paths.split(","):

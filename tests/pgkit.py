@@ -32,7 +32,10 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    """``durable``: fsync and synchronous commits on, as a production server (the
+    benchmark); off by default, the tests need no durability from it."""
+
+    def __init__(self, durable: bool = False) -> None:
         bindir = pg_bin()
         if bindir is None:
             raise RuntimeError("no PostgreSQL server installed (pg_ctl not found)")
@@ -58,9 +61,10 @@ class PostgresServer:
         )
         options = (
             f"-c port={self.port} -c listen_addresses=127.0.0.1 "
-            f"-c unix_socket_directories={self.root} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+            f"-c unix_socket_directories={self.root} -c max_connections=300"
         )
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             str(self.bin / "pg_ctl"),
             "-D",
