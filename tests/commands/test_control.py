@@ -278,3 +278,34 @@ def test_an_occurrence_is_sent_once_a_repeat_is_explicit(tmp_path: Path) -> None
     assert len(occurrences) == 3 and occurrences[1] == "resend-1"
     assert re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:00\+0[12]:00", occurrences[0])  # Madrid
     assert occurrences[2].startswith("again-")
+
+
+def test_control_of_a_run_whose_process_died(
+    sending: tuple[Path, str, StandaloneSandbox],
+) -> None:
+    """kill -9 mid-send: pause holds it (run refuses), resume says how to go on,
+    cancel ends it there and then: queued cancelled, maybe-sent unknown."""
+    campaign, state, sb = sending
+    proc = start_cli("run", str(campaign), "--now", "--state", state, env=MAILUP_ENV)
+    wait_for(sb, 150)
+    proc.kill()
+    proc.communicate(timeout=30)
+    paused = cli("pause", "spring-promo", "--state", state)
+    assert paused.returncode == 0, paused.stderr
+    assert "paused: no process is running it now" in paused.stdout
+    again = cli("run", str(campaign), "--now", "--state", state, env=MAILUP_ENV)
+    assert again.returncode == 2 and "is paused (by " in again.stderr
+    resumed = cli("resume", "spring-promo", "--state", state)
+    assert f"continue it with `campaign-runner run {campaign}`" in resumed.stdout
+    cancelled = cli("cancel", "spring-promo", "--state", state)
+    assert cancelled.returncode == 0, cancelled.stderr
+    run_id, status, _ = control(state)
+    assert status == "cancelled"
+    c = counts(state, run_id)
+    assert set(c) <= {"sent", "cancelled", "unknown"} and c["cancelled"] > 0
+    assert f"cancelled: {c['cancelled']} queued messages will not be sent" in (
+        cancelled.stdout
+    )
+    assert sum(c.values()) == N
+    sent = len(sb.messages()["mailup"])
+    assert c["sent"] + c.get("unknown", 0) >= sent  # none unaccounted for
