@@ -56,10 +56,20 @@ def schema_text(name: str = CAMPAIGN_SCHEMA) -> str:
     return node.read_text(encoding="utf-8")
 
 
+# The files carry no ``$id``, so every tool (check-jsonschema, the YAML language
+# server) resolves their relative ``$ref``s to the files beside them, offline. In
+# memory each gets one under this base, and the registry serves them from there.
+BASE_URI = "https://campaign-runner.dev/schemas/"
+
+
+def _loaded(name: str) -> dict[str, Any]:
+    contents: dict[str, Any] = {"$id": BASE_URI + name, **json.loads(schema_text(name))}
+    return contents
+
+
 @cache
 def campaign_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(schema_text())
-    return schema
+    return _loaded(CAMPAIGN_SCHEMA)
 
 
 @cache
@@ -77,7 +87,7 @@ def registry() -> Registry[Any]:
     """Every schema under ``runner.schemas`` by its ``$id``: refs never go online."""
     resources_ = []
     for name in (CAMPAIGN_SCHEMA, *_fragment_names()):
-        contents = json.loads(schema_text(name))
+        contents = _loaded(name)
         resources_.append(
             (contents["$id"], Resource.from_contents(contents, DRAFT202012))
         )
