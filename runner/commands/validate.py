@@ -23,6 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="campaign files to check, or folders (their *.yaml/*.yml, as the daemon)",
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="warnings fail too (exit 1), e.g. an unset ${VAR} in CI",
+    )
     add_format(p)
 
 
@@ -32,11 +37,14 @@ def main(args: argparse.Namespace) -> int:
     Two files that share a campaign name are an error: the name is the campaign's
     identity in the journal, so they would be one campaign sent twice.
     """
-    return validate_files(args.files, fmt=args.format, out=sys.stdout)
+    return validate_files(args.files, fmt=args.format, out=sys.stdout, strict=args.strict)
 
 
-def validate_files(files: list[str], fmt: str, out: TextIO) -> int:
-    """0 when every file is valid (warnings allowed), 1 when any is invalid.
+def validate_files(
+    files: list[str], fmt: str, out: TextIO, *, strict: bool = False
+) -> int:
+    """0 when every file is valid (warnings allowed, unless ``strict``), 1 when any
+    is invalid.
 
     A FILE that is missing, or a folder without campaign files, is a usage error
     (exit 2), found before any file is checked.
@@ -66,7 +74,10 @@ def validate_files(files: list[str], fmt: str, out: TextIO) -> int:
             if r.campaign is not None:
                 n = len(r.warnings)
                 more = f" ({n} warning{'s' if n != 1 else ''})" if n else ""
-                out.write(f"{name}: valid{more}\n")
+                verdict = "invalid under --strict" if strict and n else "valid"
+                out.write(f"{name}: {verdict}{more}\n")
+    if strict and any(r.warnings for _, r in results):
+        return 1
     return 0 if all(r.campaign is not None for _, r in results) else 1
 
 

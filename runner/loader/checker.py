@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -204,9 +204,17 @@ class Checker:
             except ValueError as e:
                 self.error((*path, "cron"), f"invalid cron expression {cron!r}: {e}")
         grace = value.get("misfire_grace_time")
+        at = self.datetime((*path, "at"), value.get("at"))
+        if at is not None and at < datetime.now(UTC):
+            self.warn(
+                (*path, "at"),
+                f"{value.get('at')} was {_ago(datetime.now(UTC) - at)} ago: the "
+                "daemon skips a one-off start later than its misfire_grace_time "
+                "(`campaign-runner run` sends it now)",
+            )
         return Schedule(
             cron=cron if isinstance(cron, str) else None,
-            at=self.datetime((*path, "at"), value.get("at")),
+            at=at,
             misfire_grace_time=self.duration((*path, "misfire_grace_time"), grace),
             coalesce=bool(value.get("coalesce", True)),
         )
@@ -252,3 +260,13 @@ class Checker:
         except ValueError:
             self.error(path, f"not a time of day: {text.strip()!r} (expected HH:MM)")
             return None
+
+
+def _ago(delta: timedelta) -> str:
+    """``4 days``, ``3 hours``, ``12 minutes``: how long ago, in words."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"

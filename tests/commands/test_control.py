@@ -26,7 +26,7 @@ from runkit import (
 from runner.journal.journal import Journal
 from runner.journal.where import locate
 
-N = 1200
+N = 600
 
 
 def many(path: Path, n: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,34 @@ def test_secrets_never_reach_the_output(
         code, out, err = run(["validate", "--format", fmt, str(path)], capsys)
         assert code == 1
         assert "0123456789abcdef" not in out + err
+
+
+def test_strict_makes_warnings_fatal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = str(CAMPAIGNS / "tatango-order-ready.yaml")
+    monkeypatch.delenv("TATANGO_API_KEY", raising=False)
+    code, out, _ = run(["validate", example], capsys)
+    assert code == 0 and out.endswith(": valid (1 warning)\n")
+    code, out, _ = run(["validate", "--strict", example], capsys)
+    assert code == 1 and out.endswith(": invalid under --strict (1 warning)\n")
+    monkeypatch.setenv("TATANGO_API_KEY", "set")
+    code, out, _ = run(["validate", "--strict", example], capsys)
+    assert code == 0 and out.endswith(": valid\n")
+
+
+def test_a_one_off_start_in_the_past_is_a_warning_in_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (CAMPAIGNS / "tatango-order-ready.yaml").read_text()
+    when = (datetime.now(UTC) - timedelta(days=4, hours=1)).isoformat(timespec="seconds")
+    path = tmp_path / "late.yaml"
+    path.write_text(text + f"schedule:\n  at: '{when}'\n")
+    (tmp_path / "data").symlink_to(CAMPAIGNS / "data")
+    code, out, _ = run(["validate", str(path)], capsys)
+    assert code == 0
+    line = text.count("\n") + 2
+    assert (
+        f"{path}:{line}:7: schedule.at: warning: {when} was 4 days ago: the daemon "
+        "skips a one-off start later than its misfire_grace_time" in out
+    )
