@@ -27,6 +27,7 @@ import yaml
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from paths import CAMPAIGNS, ROOT
 from prometheus_client.parser import text_string_to_metric_families
+from runkit import StandaloneSandbox, standalone_sandbox
 
 from runner.commands.status import read_status, show_status
 from runner.daemon.logs import SharedRedactor
@@ -448,10 +449,12 @@ def many(path: Path, n: int) -> None:
     edit(path, lambda d: d.update(recipients={"file": "many.csv"}))
 
 
-def test_kill_9_mid_send_then_restart_sends_each_recipient_exactly_once(
-    tmp_path: Path,
-) -> None:
-    n = 2000
+@contextmanager
+def blast_folder(
+    tmp_path: Path, n: int, rate: str, start_in: float
+) -> Iterator[tuple[Path, StandaloneSandbox]]:
+    """A folder holding a MailUp send of ``n`` at ``rate``, due in ``start_in``
+    seconds, pointed at a sandbox in its own process (it outlives daemon kills)."""
     staging = tmp_path / "staging"
     staging.mkdir()
     campaign = spring(staging, "blast.yaml")
@@ -459,38 +462,28 @@ def test_kill_9_mid_send_then_restart_sends_each_recipient_exactly_once(
 
     def shape(data: dict[str, Any]) -> None:
         data["steps"] = [data["steps"][1]]  # the send step alone
-        data["providers"]["mailup"].update(rate="400/s", concurrency=8)
+        data["providers"]["mailup"].update(rate=rate, concurrency=8)
 
     edit(campaign, shape)
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "runner", "sandbox", str(campaign), "--settle", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **MAILUP_ENV},
-    )
-    try:
-        urls: dict[str, str] = {}
-        root = ""
-        assert sandbox.stdout is not None
-        while not root:
-            line = sandbox.stdout.readline()
-            assert line, "the sandbox did not start"
-            if line.startswith("sandbox listening on "):
-                root = line.split()[3]
-            elif line.startswith("    "):
-                key, _, url = line.strip().partition(": ")
-                urls[key] = url
+    with standalone_sandbox(campaign, MAILUP_ENV, "--settle", "0.2") as sb:
 
         def point(data: dict[str, Any]) -> None:
-            data["providers"]["mailup"].update(urls, report_lag=0)
-            data["schedule"] = {"at": soon(1)}
+            data["providers"]["mailup"].update(sb.urls["mailup"], report_lag=0)
+            data["schedule"] = {"at": soon(start_in)}
 
         edit(campaign, point)
         folder = tmp_path / "campaigns"
         folder.mkdir()
         shutil.copy(staging / "many.csv", folder / "many.csv")
         shutil.copy(campaign, folder / "blast.yaml")
+        yield folder, sb
+
+
+def test_kill_9_mid_send_then_restart_sends_each_recipient_exactly_once(
+    tmp_path: Path,
+) -> None:
+    n = 2000
+    with blast_folder(tmp_path, n, "400/s", 1) as (folder, sb):
         state = tmp_path / "journal.db"
 
         def sent() -> int:
@@ -534,14 +527,7 @@ def test_kill_9_mid_send_then_restart_sends_each_recipient_exactly_once(
             )
             assert d.stop() == 0, d.stderr()
         assert len(runs_of(state)) == 1  # resumed, never started twice
-        received = requests.get(root + "/_sandbox/messages", timeout=10).json()["mailup"]
-    finally:
-        sandbox.send_signal(signal.SIGINT)
-        try:
-            sandbox.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            sandbox.kill()
-            sandbox.communicate()
+        received = sb.messages()["mailup"]
     per_recipient = Counter(m["to"] for m in received)
     assert len(per_recipient) == n  # none missing
     assert max(per_recipient.values()) == 1  # none twice
@@ -770,45 +756,7 @@ def test_two_daemons_on_postgresql_a_standby_takes_over_when_the_leader_dies(
     """The leader is killed (-9) mid-send: the standby leads within the bound,
     continues the orphaned run, and the provider gets every message once."""
     n = 1500
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    campaign = spring(staging, "blast.yaml")
-    many(campaign, n)
-
-    def shape(data: dict[str, Any]) -> None:
-        data["steps"] = [data["steps"][1]]  # the send step alone
-        data["providers"]["mailup"].update(rate="150/s", concurrency=8)
-
-    edit(campaign, shape)
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "runner", "sandbox", str(campaign), "--settle", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **MAILUP_ENV},
-    )
-    try:
-        urls: dict[str, str] = {}
-        root = ""
-        assert sandbox.stdout is not None
-        while not root:
-            line = sandbox.stdout.readline()
-            assert line, "the sandbox did not start"
-            if line.startswith("sandbox listening on "):
-                root = line.split()[3]
-            elif line.startswith("    "):
-                key, _, url = line.strip().partition(": ")
-                urls[key] = url
-
-        def point(data: dict[str, Any]) -> None:
-            data["providers"]["mailup"].update(urls, report_lag=0)
-            data["schedule"] = {"at": soon(2)}
-
-        edit(campaign, point)
-        folder = tmp_path / "campaigns"
-        folder.mkdir()
-        shutil.copy(staging / "many.csv", folder / "many.csv")
-        shutil.copy(campaign, folder / "blast.yaml")
+    with blast_folder(tmp_path, n, "150/s", 2) as (folder, sb):
         state = locate(pg_url)
 
         def sent() -> int:
@@ -858,14 +806,7 @@ def test_two_daemons_on_postgresql_a_standby_takes_over_when_the_leader_dies(
             )
             assert standby.stop() == 0, standby.stderr()
         assert len(runs_of_at(state)) == 1  # continued, never started twice
-        received = requests.get(root + "/_sandbox/messages", timeout=10).json()["mailup"]
-    finally:
-        sandbox.send_signal(signal.SIGINT)
-        try:
-            sandbox.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            sandbox.kill()
-            sandbox.communicate()
+        received = sb.messages()["mailup"]
     per_recipient = Counter(m["to"] for m in received)
     assert len(per_recipient) == n  # none missing
     assert max(per_recipient.values()) == 1  # none twice
