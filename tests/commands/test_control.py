@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,18 @@ def started_after(sb: StandaloneSandbox, t: float) -> int:
     return sum(1 for m in sb.messages()["mailup"] if m["at"] > t)
 
 
+@contextmanager
+def running(campaign: Path, state: str) -> Iterator[subprocess.Popen[str]]:
+    """``run`` of the campaign in its own process, killed at the end if still on."""
+    proc = start_cli("run", str(campaign), "--now", "--state", state, env=MAILUP_ENV)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=60)
     return proc.returncode, out, err
@@ -98,8 +111,7 @@ def test_pause_from_another_terminal_then_resume_sends_the_rest_once(
     sending: tuple[Path, str, StandaloneSandbox],
 ) -> None:
     campaign, state, sb = sending
-    proc = start_cli("run", str(campaign), "--now", "--state", str(state), env=MAILUP_ENV)
-    try:
+    with running(campaign, state) as proc:
         wait_for(sb, 150)
         paused = cli("pause", "spring-promo", "--state", str(state))
         assert paused.returncode == 0, paused.stderr
@@ -118,9 +130,6 @@ def test_pause_from_another_terminal_then_resume_sends_the_rest_once(
         resumed = cli("resume", run_id, "--state", str(state))
         assert resumed.returncode == 0, resumed.stderr
         code, out, err = finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert code == 0, out + err
     to = Counter(m["to"] for m in sb.messages()["mailup"])
     assert len(to) == N and max(to.values()) == 1  # the rest, none twice
@@ -132,15 +141,11 @@ def test_cancel_from_another_terminal_ends_the_run_the_rest_cancelled(
     sending: tuple[Path, str, StandaloneSandbox],
 ) -> None:
     campaign, state, sb = sending
-    proc = start_cli("run", str(campaign), "--now", "--state", str(state), env=MAILUP_ENV)
-    try:
+    with running(campaign, state) as proc:
         wait_for(sb, 150)
         r = cli("cancel", "spring-promo", "--state", str(state))
         assert r.returncode == 0, r.stderr
         code, out, err = finish(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     run_id, status, at = control(state)
     assert (code, status) == (5, "cancelled"), out + err
     assert f"run {run_id}: cancelled" in out
@@ -286,10 +291,10 @@ def test_control_of_a_run_whose_process_died(
     """kill -9 mid-send: pause holds it (run refuses), resume says how to go on,
     cancel ends it there and then: queued cancelled, maybe-sent unknown."""
     campaign, state, sb = sending
-    proc = start_cli("run", str(campaign), "--now", "--state", state, env=MAILUP_ENV)
-    wait_for(sb, 150)
-    proc.kill()
-    proc.communicate(timeout=30)
+    with running(campaign, state) as proc:
+        wait_for(sb, 150)
+        proc.kill()
+        proc.communicate(timeout=30)
     paused = cli("pause", "spring-promo", "--state", state)
     assert paused.returncode == 0, paused.stderr
     assert "paused: no process is running it now" in paused.stdout
