@@ -74,13 +74,21 @@ class CampaignRun:
             return self._running
 
     _running = False
+    _cancelling = False
 
     def _cancelled(self) -> bool:
         control = self.ctx.control
         return control is not None and control.cancelled()
 
     def _cancel(self) -> None:
-        """End the run cancelled: every message still queued becomes ``cancelled``."""
+        """End the run cancelled: every message still queued becomes ``cancelled``.
+
+        Once: the step that saw the cancel and the waiting loop may both get here.
+        """
+        with self._lock:
+            if self.done.is_set() or self._cancelling:
+                return
+            self._cancelling = True
         ctx = self.ctx
         by = ctx.control.state.by if ctx.control is not None else None
         ctx.journal.cancel(ctx.run_id, None, None, f"cancelled by {by or 'someone'}")
