@@ -188,6 +188,15 @@ class StepChecker:
         timeout = c.duration((*path, "timeout"), spec.get("timeout", "1h"))
         expect = spec.get("expect")
         options = spec.get("options")
+        cfg = self.providers.get(provider) if isinstance(provider, str) else None
+        if cfg is not None and isinstance(expect, dict):
+            for key, why in providers.unmeasurable(cfg.type).items():
+                if key in expect:
+                    self.c.error(
+                        (*path, "expect", key),
+                        f"provider {provider!r} ({cfg.type}) cannot evaluate {key}: "
+                        f"{why}",
+                    )
         if every is None or timeout is None:
             return None
         return CheckReportAction(

@@ -32,3 +32,14 @@ def get(type_name: str) -> type[Provider]:
 
 def capabilities(type_name: str) -> frozenset[Capability]:
     return PROVIDERS[type_name].capabilities
+
+
+def unmeasurable(type_name: str) -> dict[str, str]:
+    """``expect:`` keys this provider's report cannot evaluate, and why."""
+    cls = PROVIDERS[type_name]
+    out = {}
+    if not cls.per_recipient_report:
+        out["delivered_ratio"] = "its report has no status per recipient"
+    if not cls.optout_counts:
+        out["max_optout_ratio"] = "its report has no opt-out count"
+    return out

@@ -190,6 +190,11 @@ class Provider:
     # option defaults (the schema fragment says the same)
     defaults: ClassVar[Mapping[str, Any]] = {}
     keeps_cookies: ClassVar[bool] = False  # a cookie session (Tellody's login)
+    # what a report can tell, so that validation refuses an ``expect:`` the
+    # provider could never evaluate: a status per recipient (delivered_ratio),
+    # an opt-out count (max_optout_ratio)
+    per_recipient_report: ClassVar[bool] = False
+    optout_counts: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig, options: Mapping[str, Any]) -> None:
         self.config = config

@@ -94,6 +94,7 @@ class Ogangi(Provider):
     type = "ogangi"
     defaults = DEFAULTS
     service_name = "Ogangi Mobile Engagement"
+    optout_counts = True  # STOP replies among the incoming messages
     capabilities = frozenset(
         {
             Capability.SEND,

@@ -64,6 +64,7 @@ class Tellody(Provider):
     default_base_url = "https://app.tellody.com"
     secret_options = ("password",)
     keeps_cookies = True  # the login session (JSESSIONID, XSRF-TOKEN)
+    optout_counts = True  # the statistics' OPTOUT
 
     def __init__(self, config: ProviderConfig, options: Mapping[str, Any]) -> None:
         super().__init__(config, options)

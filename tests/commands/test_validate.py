@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from paths import CAMPAIGNS, DATA
 
 from runner.cli import main
@@ -181,3 +182,36 @@ def test_a_one_off_start_in_the_past_is_a_warning_in_words(
         f"{path}:{line}:7: schedule.at: warning: {when} was 4 days ago: the daemon "
         "skips a one-off start later than its misfire_grace_time" in out
     )
+
+
+@pytest.mark.parametrize(
+    ("example", "key", "why"),
+    [
+        ("mailup-spring-promo.yaml", "max_optout_ratio", "no opt-out count"),
+        (
+            "ogangi-appointment-reminder.yaml",
+            "delivered_ratio",
+            "no status per recipient",
+        ),
+    ],
+)
+def test_an_expectation_the_provider_cannot_evaluate_is_an_error(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    example: str,
+    key: str,
+    why: str,
+) -> None:
+    data = yaml.safe_load((CAMPAIGNS / example).read_text())
+    step = next(s for s in data["steps"] if "check_report" in s)
+    step["check_report"]["expect"] = {key: 0.5}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    (tmp_path / "data").symlink_to(CAMPAIGNS / "data")
+    code, out, _ = run(["validate", str(path)], capsys)
+    provider = step["check_report"]["provider"]
+    assert code == 1
+    assert (
+        f".expect.{key}: provider '{provider}' ({provider}) cannot evaluate {key}: "
+        f"its report has {why}"
+    ) in out

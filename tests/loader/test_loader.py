@@ -166,7 +166,7 @@ def test_full_campaign_becomes_typed_objects() -> None:
         dt.timedelta(seconds=30),
         dt.timedelta(hours=2),
     )
-    assert report.expect.delivered_ratio == 0.9 and report.expect.min_sent == 1
+    assert report.expect.max_optout_ratio == 0.02 and report.expect.min_sent == 1
     assert report.options == {"unit": "day"}
 
     assert c.schedule is not None and c.schedule.cron == "0 9 * * mon-fri"
