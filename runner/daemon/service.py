@@ -10,6 +10,7 @@ carried out by the same ``run_campaign`` as ``campaign-runner run``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -353,6 +354,8 @@ class Daemon:
                 )
                 return
         options = run_options(self.journal, self.settings, resume)
+        if resume is None:  # the occurrence just looked up, not computed again
+            options = dataclasses.replace(options, occurrence=occurrence)
         emulators = None
         urls = None
         try:

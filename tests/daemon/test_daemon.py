@@ -163,7 +163,7 @@ def scheduled(state: Path) -> dict[str, datetime | None]:
     return {Path(s.path).name: s.next_run for s in read_status(state).scheduled}
 
 
-def runs_of(state: Path) -> list[dict[str, Any]]:
+def runs_of(state: Path | Where) -> list[dict[str, Any]]:
     j = Journal(state)
     try:
         return j.list_runs(limit=100)
@@ -800,21 +800,13 @@ def test_two_daemons_on_postgresql_a_standby_takes_over_when_the_leader_dies(
             assert took < 10, took
             wait_for(lambda: standby.events("run.resuming"), "the orphan resumed")
             wait_for(
-                lambda: [r for r in runs_of_at(state) if r["status"] == "succeeded"],
+                lambda: [r for r in runs_of(state) if r["status"] == "succeeded"],
                 "the run to complete",
                 timeout=60,
             )
             assert standby.stop() == 0, standby.stderr()
-        assert len(runs_of_at(state)) == 1  # continued, never started twice
+        assert len(runs_of(state)) == 1  # continued, never started twice
         received = sb.messages()["mailup"]
     per_recipient = Counter(m["to"] for m in received)
     assert len(per_recipient) == n  # none missing
     assert max(per_recipient.values()) == 1  # none twice
-
-
-def runs_of_at(state: Where) -> list[dict[str, Any]]:
-    j = Journal(state)
-    try:
-        return j.list_runs(limit=100)
-    finally:
-        j.close()
