@@ -29,6 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 
 from runner.daemon.health import Health
+from runner.daemon.helpers import Helpers
 from runner.daemon.leader import Leadership, stand_by
 from runner.daemon.logs import SharedRedactor
 from runner.daemon.resume import run_options, unfinished_runs
@@ -121,6 +122,12 @@ class Daemon:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._reload = False
+        # on a shared journal every daemon, standing by or leading, helps send
+        self.helpers = (
+            Helpers(journal, log, settings.folders, redactors)
+            if journal.shared and not settings.sandbox
+            else None
+        )
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -128,10 +135,15 @@ class Daemon:
         """Scan, resume, then rescan every ``poll`` seconds until SIGTERM/SIGINT."""
         global _current
         _current = self
+        if self.helpers is not None:
+            self.helpers.start()
         if self.leadership is not None:  # one PostgreSQL, several daemons
             lead = (self.leadership, self._stopping, self._wake, self._beat, self.log)
             if not stand_by(*lead):
                 _current = None
+                if self.helpers is not None:
+                    self.helpers.stop()
+                self.journal.forget_daemon()
                 return 0  # stopped while standing by
             self.role = "leader"
         # paused until the folders are reconciled: a job stored for a file that
@@ -225,6 +237,8 @@ class Daemon:
             self.scheduler.shutdown(wait=False)
         for a in active:
             a.stop.set()  # in-flight calls finish and are recorded; runs end resumable
+        if self.helpers is not None:
+            self.helpers.stop()
         deadline = time.monotonic() + self.settings.stop_timeout
         for a in active:
             a.thread.join(max(0.0, deadline - time.monotonic()))
@@ -239,6 +253,8 @@ class Daemon:
         """This daemon's row in the journal, for ``status`` on any machine."""
         with self._lock:
             active = len(self._active)
+        if self.helpers is not None:
+            active += self.helpers.active()
         if not self.journal.heartbeat(self.role, active):
             self.log.emit("daemon.heartbeat_failed")
 

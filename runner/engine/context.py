@@ -15,7 +15,7 @@ from typing import Any
 from runner.audience.recipient import RecipientStats
 from runner.engine.control import EXIT_CANCELLED as EXIT_CANCELLED  # re-exported
 from runner.engine.control import RunControl
-from runner.engine.ratelimit import RateLimiter
+from runner.engine.ratelimit import Limiter
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
 from runner.model.campaign import Campaign
@@ -62,7 +62,7 @@ class RunContext:
     journal: Journal
     log: EventLog
     providers: Mapping[str, Provider]
-    limiters: Mapping[str, RateLimiter]
+    limiters: Mapping[str, Limiter]
     options: RunOptions
     stop: threading.Event
     results: dict[str, StepResult] = field(default_factory=dict)

@@ -190,7 +190,7 @@ def cancel_now(journal: Journal, run_id: str, by: str) -> int:
     """End a run no process is running: what was queued is ``cancelled``; what
     a crash left ``pending`` may have been sent and becomes ``unknown``."""
     for step_id in journal.step_status(run_id):
-        journal.mark_interrupted(run_id, step_id)
+        journal.settle_interrupted(run_id, step_id)
     n = journal.cancel(run_id, None, None, f"cancelled by {by}")
     journal.finish_run(run_id, "cancelled", EXIT_CANCELLED)
     return n

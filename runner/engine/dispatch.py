@@ -19,7 +19,8 @@ from typing import Any
 
 from runner.audience.encoding import needs_ucs2
 from runner.engine.backoff import Breaker, backoff
-from runner.engine.ratelimit import RateLimiter
+from runner.engine.ratelimit import Limiter
+from runner.engine.sharing import Gate
 from runner.engine.tally import Tally
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
@@ -27,8 +28,6 @@ from runner.journal.store import now_iso
 from runner.journal.writer import Outcome
 from runner.model.campaign import RetryPolicy
 from runner.providers.base import CallError, ErrorKind, OutboundMessage, Provider
-
-READ_BATCH = 512
 
 
 @dataclass
@@ -50,12 +49,15 @@ class Dispatcher:
         step_id: str,
         provider_name: str,
         provider: Provider,
-        limiter: RateLimiter,
+        limiter: Limiter,
         policy: RetryPolicy,
         sender: str | None,
         stop: threading.Event,
+        claimer: str,
         keep_going: Callable[[], bool] = lambda: True,
         tally: Tally | None = None,
+        gate: Gate | None = None,
+        probe: bool = True,
     ) -> None:
         self.journal = journal
         self.log = log
@@ -69,6 +71,9 @@ class Dispatcher:
         self.stop = stop
         self.keep_going = keep_going  # False when a sending window closes
         self.tally = tally or Tally()
+        self.claimer = claimer  # the name this send's claims carry
+        self.gate = gate  # this process's part of a shared concurrency
+        self.probe = probe  # the first call alone (not for a helper joining)
         self.breaker = Breaker()
         self.down: CallError | None = None
         self._halt = threading.Event()  # provider down, stop, or window closed
@@ -78,14 +83,21 @@ class Dispatcher:
         slots = threading.BoundedSemaphore(workers * 2)
         writer = self.journal.writer
         last_seq = 0
+
+        def claim(after: int, n: int) -> list[tuple[Any, ...]]:
+            return writer.claim(
+                self.run_id, self.step_id, self.name, self.claimer, after, n
+            )
+
         # The first call goes alone: refused credentials then cost one call, not
-        # one per worker, and the step stops after that first answer.
-        first = self.journal.queued(self.run_id, self.step_id, 0, 1)
-        if first and not self._halted():
-            writer.claim(self.run_id, self.step_id, self.name, [first[0][1]])
-            slots.acquire()
-            self._send_one(first[0], slots)
-            last_seq = first[0][0]
+        # one per worker, and the step stops after that first answer. (A
+        # helper joining a step another process started skips it.)
+        if self.probe and not self._halted():
+            first = claim(0, 1)
+            if first:
+                slots.acquire()
+                self._send_one(first[0], slots)
+                last_seq = first[0][0]
         # Long-lived workers fed through a queue: no thread, future or connection
         # per message (the pool's connections are reused by whichever worker).
         work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
@@ -99,30 +111,26 @@ class Dispatcher:
             t.start()
         try:
             while not self._halted():
-                rows = self.journal.queued(
-                    self.run_id, self.step_id, last_seq, READ_BATCH
-                )
+                # claim what can be called now: a claim is a promise to call soon
+                n = workers if self.gate is None else min(workers, self.gate.size)
+                if n == 0:  # no part of the concurrency yet (a newcomer)
+                    self.stop.wait(0.2)
+                    continue
+                rows = claim(last_seq, n)
                 if not rows:
                     break
                 last_seq = rows[-1][0]
-                for start in range(0, len(rows), workers):
-                    chunk = rows[start : start + workers]
-                    if self._halted():
-                        break
-                    writer.claim(
-                        self.run_id, self.step_id, self.name, [r[1] for r in chunk]
-                    )
-                    for i, row in enumerate(chunk):
-                        while not slots.acquire(timeout=0.2):
-                            if self._halted():
-                                break
-                        else:
-                            work.put(row)
-                            continue
-                        # halted while waiting for a slot: the rest were never called
-                        for r in chunk[i:]:
-                            self._record(r[1], "queued", 0, None, None)
-                        break
+                for i, row in enumerate(rows):
+                    while not slots.acquire(timeout=0.2):
+                        if self._halted():
+                            break
+                    else:
+                        work.put(row)
+                        continue
+                    # halted while waiting for a slot: the rest were never called
+                    for r in rows[i:]:
+                        self._record(r[1], "queued", 0, None, None)
+                    break
         finally:
             for _ in threads:
                 work.put(None)
@@ -146,8 +154,16 @@ class Dispatcher:
             self._send_one(row, slots)
 
     def _send_one(self, row: tuple[Any, ...], slots: threading.BoundedSemaphore) -> None:
+        gate = self.gate
         try:
-            self._attempt(row)
+            if gate is not None and not gate.acquire(self._halted):
+                self._record(row[1], "queued", 0, None, None)
+                return
+            try:
+                self._attempt(row)
+            finally:
+                if gate is not None:
+                    gate.release()
         except Exception as e:  # a bug must not leave the row pending silently
             self._record(
                 row[1],

@@ -10,8 +10,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from runner.model.timeparse import Rate
+
+
+class Limiter(Protocol):
+    """What a send and a report poll take a slot from: this process's
+    ``RateLimiter``, or a rate shared across processes (``sharing.SharedRate``)."""
+
+    def acquire(self, stop: threading.Event | None = None) -> bool: ...
+
+    def pause(self, seconds: float) -> None: ...
 
 
 class RateLimiter:

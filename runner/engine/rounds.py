@@ -18,6 +18,7 @@ from typing import Any
 from runner.engine.context import RunContext
 from runner.engine.dispatch import Dispatcher
 from runner.engine.reconcile import Settlement, reconcile_unknown
+from runner.engine.sharing import Share
 from runner.engine.tally import Tally
 from runner.model.campaign import SendAction, Step
 from runner.providers.base import CallError, ErrorKind
@@ -26,6 +27,7 @@ from runner.providers.base import CallError, ErrorKind
 # a provider that loses one answer in ten, five rounds leave about one message
 # in 100,000 unknown.
 MAX_ROUNDS = 5
+HELPERS_POLL = 0.3  # seconds between looks at what helping daemons still call
 
 
 @dataclass
@@ -103,21 +105,48 @@ def _dispatch(
         if name in down:
             continue
         provider = ctx.providers[name]
-        dispatcher = Dispatcher(
-            journal=ctx.journal,
-            log=ctx.log,
-            run_id=ctx.run_id,
-            step_id=step.id,
-            provider_name=name,
-            provider=provider,
-            limiter=ctx.limiters[name],
-            policy=provider.config.retry,
-            sender=action.sender or _default_sender(provider),
-            stop=ctx.stop,
-            keep_going=keep_going,
-            tally=tally,
+        # on a shared journal, daemons may join this provider's sending
+        share = (
+            Share(
+                ctx.journal,
+                run_id=ctx.run_id,
+                step_id=step.id,
+                provider=name,
+                campaign=ctx.campaign.name,
+                concurrency=provider.concurrency,
+                role="driver",
+            )
+            if ctx.journal.shared
+            else None
         )
-        outcome = dispatcher.run()
+        claimer = share.claimer if share else ctx.journal.worker.claimer()
+        try:
+            while True:
+                outcome = Dispatcher(
+                    journal=ctx.journal,
+                    log=ctx.log,
+                    run_id=ctx.run_id,
+                    step_id=step.id,
+                    provider_name=name,
+                    provider=provider,
+                    limiter=ctx.limiters[name],
+                    policy=provider.config.retry,
+                    sender=action.sender or default_sender(provider),
+                    stop=ctx.stop,
+                    keep_going=keep_going,
+                    tally=tally,
+                    claimer=claimer,
+                    gate=share.gate if share else None,
+                ).run()
+                if share is None or outcome.provider_down or outcome.stopped:
+                    break
+                if not _await_helpers(ctx, step, tally, claimer, keep_going):
+                    break  # nothing queued again: the step's sending is over
+        finally:
+            if share is not None:
+                share.close()
+            else:
+                ctx.journal.worker.done(claimer)
         if outcome.provider_down is None:
             return
         down[name] = outcome.provider_down
@@ -131,6 +160,39 @@ def _dispatch(
             )
 
 
+def _await_helpers(
+    ctx: RunContext,
+    step: Step,
+    tally: Tally,
+    claimer: str,
+    keep_going: Callable[[], bool],
+) -> bool:
+    """Wait for the calls other processes have under way for this step; True
+    when some messages are queued again (a helper stopped before calling them).
+
+    A helper that died leaves its claims pending: they become unknown, to be
+    settled from the provider's report like any other unknown outcome.
+    """
+    journal = ctx.journal
+    while not ctx.stop.is_set() and keep_going():
+        lost = journal.settle_interrupted(ctx.run_id, step.id)
+        if lost:
+            tally.add(unknown=lost)
+            ctx.log.emit(
+                "step.unknown_after_crash",
+                ctx.run_id,
+                step.id,
+                count=lost,
+                reason="a process helping to send it stopped before recording",
+            )
+        if journal.queued_left(ctx.run_id, step.id):
+            return True
+        if not journal.pending_by_others(ctx.run_id, step.id, claimer):
+            return False
+        ctx.stop.wait(HELPERS_POLL)
+    return False
+
+
 def refusal(name: str, err: CallError) -> str:
     """Why a provider took no more messages, in words, with its own reason."""
     why = " ".join(p for p in (err.code, err.detail) if p)
@@ -139,6 +201,6 @@ def refusal(name: str, err: CallError) -> str:
     return f"{name} is down ({err.kind.value}): {why}"
 
 
-def _default_sender(provider: Any) -> str | None:
+def default_sender(provider: Any) -> str | None:
     value = provider.options.get("sender")
     return None if value is None else str(value)

@@ -29,8 +29,9 @@ from runner.engine.context import (
 )
 from runner.engine.control import RunControl
 from runner.engine.occurrence import current
-from runner.engine.ratelimit import RateLimiter
+from runner.engine.ratelimit import Limiter, RateLimiter
 from runner.engine.scheduler import StepScheduler, start_time
+from runner.engine.sharing import SharedRate, rate_key
 from runner.engine.steps import EXECUTORS
 from runner.errors import RunnerError, UsageError, write_crash_log
 from runner.journal.eventlog import EventLog
@@ -238,11 +239,18 @@ def outcome(results: Iterable[StepResult]) -> tuple[int, str]:
     return EXIT_OK, "succeeded"
 
 
-def build_limiters(providers: Mapping[str, Provider]) -> dict[str, RateLimiter]:
-    limiters = {}
+def build_limiters(
+    providers: Mapping[str, Provider], journal: Journal, run_id: str
+) -> dict[str, Limiter]:
+    """Each provider's rate: in this process, or on a journal other processes
+    share, one the daemons helping this run reserve their slots from too."""
+    limiters: dict[str, Limiter] = {}
     for name, p in providers.items():
         rate = p.config.rate or type(p).default_rate
-        limiters[name] = RateLimiter(rate)
+        if rate is not None and journal.shared:
+            limiters[name] = SharedRate(journal, rate_key(run_id, name), rate)
+        else:
+            limiters[name] = RateLimiter(rate)
     return limiters
 
 
@@ -344,7 +352,7 @@ def run_campaign(
         journal=journal,
         log=log,
         providers=providers,
-        limiters=build_limiters(providers),
+        limiters=build_limiters(providers, journal, run_id),
         options=options,
         stop=stop,
         clock=clock or (lambda: datetime.now(UTC)),

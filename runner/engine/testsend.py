@@ -121,6 +121,7 @@ def send_test(
         ]
     )
     sender = action.sender or provider.options.get("sender")
+    claimer = journal.worker.claimer()
     result = Dispatcher(
         journal=journal,
         log=log,
@@ -132,7 +133,9 @@ def send_test(
         policy=provider.config.retry,
         sender=None if sender is None else str(sender),
         stop=stop or threading.Event(),
+        claimer=claimer,
     ).run()
+    journal.worker.done(claimer)
     counts = journal.message_counts(run_id, step.id)
     if counts.get("sent", 0) == len(to):
         code, status, message = EXIT_OK, "succeeded", f"sent to {len(to)}"

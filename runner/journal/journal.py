@@ -10,6 +10,7 @@ use short connections.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from runner.journal.daemons import DaemonRecords
@@ -18,15 +19,20 @@ from runner.journal.messages import MessageRecords
 from runner.journal.queries import Reads
 from runner.journal.runs import RunRecords
 from runner.journal.where import Where
+from runner.journal.workers import Worker, WorkerRecords
 from runner.journal.writer import JournalWriter
 
 
-class Journal(RunRecords, MessageRecords, LeaseRecords, DaemonRecords, Reads):
+class Journal(
+    RunRecords, MessageRecords, LeaseRecords, DaemonRecords, WorkerRecords, Reads
+):
     """Runs, steps and messages of one journal database, and its writer thread."""
 
     def __init__(self, path: Path | Where | None = None, url: str | None = None) -> None:
         super().__init__(path, url)
         self._writer: JournalWriter | None = None
+        self._worker: Worker | None = None
+        self._worker_lock = threading.Lock()
 
     @property
     def writer(self) -> JournalWriter:
@@ -35,7 +41,29 @@ class Journal(RunRecords, MessageRecords, LeaseRecords, DaemonRecords, Reads):
             self._writer = JournalWriter(self)
         return self._writer
 
+    @property
+    def worker(self) -> Worker:
+        """This process's row among the senders (registered on first use)."""
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = Worker(self)
+            return self._worker
+
+    @property
+    def shared(self) -> bool:
+        """Other processes may send the same step: a journal on a server."""
+        return self.engine.dialect.name == "postgresql"
+
+    def settle_interrupted(self, run_id: str, step_id: str) -> int:
+        """Pending messages of the step no live send of any process owns become
+        ``unknown`` (a crash, a ``kill -9``, a send that ended unrecorded)."""
+        w = self.worker
+        return self.settle_dead_claims(run_id, step_id, w.id, w.active())
+
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None

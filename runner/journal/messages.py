@@ -168,25 +168,6 @@ class MessageRecords(Store):
                 )
             )
 
-    def mark_interrupted(self, run_id: str, step_id: str) -> int:
-        """Intents with no outcome become ``unknown``: the call may have gone out."""
-        with self.connect() as conn:
-            res = conn.execute(
-                messages.update()
-                .where(
-                    messages.c.run_id == run_id,
-                    messages.c.step_id == step_id,
-                    messages.c.status == "pending",
-                )
-                .values(
-                    status="unknown",
-                    error_kind="interrupted",
-                    error_code="interrupted",
-                    error_detail="the run stopped before the outcome was recorded",
-                )
-            )
-            return int(res.rowcount)
-
     def record_deliveries(
         self,
         run_id: str,

@@ -146,8 +146,50 @@ def _control_leases(conn: Connection) -> None:
     ).create(conn)
 
 
+def _shared_sending(conn: Connection) -> None:
+    """Several processes sending one step: who claimed each pending message, the
+    processes alive (each claim's lease), who shares each step with how many
+    calls, and a rate shared by all of them."""
+    for ddl in (
+        "ALTER TABLE messages ADD COLUMN claimed_by VARCHAR",
+        "CREATE INDEX ix_messages_queued ON messages (run_id, step_id, seq) "
+        "WHERE status = 'queued'",
+    ):
+        conn.exec_driver_sql(ddl)
+    sa.Table(
+        "workers",
+        sa.MetaData(),
+        sa.Column("id", sa.String, primary_key=True),
+        sa.Column("host", sa.String, nullable=False),
+        sa.Column("pid", sa.Integer, nullable=False),
+        sa.Column("started_at", sa.String, nullable=False),
+        sa.Column("expires_at", sa.String, nullable=False),
+    ).create(conn)
+    sa.Table(
+        "shares",
+        sa.MetaData(),
+        sa.Column("run_id", sa.String, primary_key=True),
+        sa.Column("step_id", sa.String, primary_key=True),
+        sa.Column("provider", sa.String, primary_key=True),
+        sa.Column("claimer", sa.String, primary_key=True),
+        sa.Column("worker", sa.String, nullable=False),
+        sa.Column("role", sa.String, nullable=False),
+        sa.Column("campaign", sa.String, nullable=False),
+        sa.Column("joined_at", sa.String, nullable=False),
+        sa.Column("expires_at", sa.String, nullable=False),
+        sa.Column("in_flight", sa.Integer, nullable=False),
+    ).create(conn)
+    sa.Table(
+        "rate_slots",
+        sa.MetaData(),
+        sa.Column("key", sa.String, primary_key=True),
+        sa.Column("next_at", sa.Float, nullable=False),
+    ).create(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_modes_order_history", _modes_order_history),
     ("0003_control_leases", _control_leases),
+    ("0004_shared_sending", _shared_sending),
 ]

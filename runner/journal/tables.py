@@ -116,8 +116,59 @@ messages = sa.Table(
     sa.Column("delivery_status", sa.String),
     sa.Column("delivery_code", sa.String),
     sa.Column("delivery_at", sa.String),
+    # the process (and which of its sends) whose intent a pending row is: when
+    # that process is gone, the row's outcome is unknown
+    sa.Column("claimed_by", sa.String),
 )
 sa.Index("ix_messages_seq", messages.c.run_id, messages.c.step_id, messages.c.seq)
+# what is left to claim, found without reading what was sent
+sa.Index(
+    "ix_messages_queued",
+    messages.c.run_id,
+    messages.c.step_id,
+    messages.c.seq,
+    sqlite_where=messages.c.status == "queued",
+    postgresql_where=messages.c.status == "queued",
+)
+
+# The processes that send, each renewing its row while it lives: a pending
+# message's claim lasts as long as its claimer's row.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),  # host:pid:start
+    sa.Column("host", sa.String, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.String, nullable=False),
+    sa.Column("expires_at", sa.String, nullable=False),
+)
+
+# Who sends a step's messages through a provider now: the run's own process
+# (driver) and the daemons helping it; each takes its part of the provider's
+# concurrency, renewing its row.
+shares = sa.Table(
+    "shares",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("step_id", sa.String, primary_key=True),
+    sa.Column("provider", sa.String, primary_key=True),
+    sa.Column("claimer", sa.String, primary_key=True),  # worker#n
+    sa.Column("worker", sa.String, nullable=False),
+    sa.Column("role", sa.String, nullable=False),  # driver | helper
+    sa.Column("campaign", sa.String, nullable=False),
+    sa.Column("joined_at", sa.String, nullable=False),
+    sa.Column("expires_at", sa.String, nullable=False),
+    sa.Column("in_flight", sa.Integer, nullable=False),
+)
+
+# A provider's rate shared by every process sending through it: the time of its
+# next free slot, reserved a block of slots at a time.
+rate_slots = sa.Table(
+    "rate_slots",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),  # run/provider
+    sa.Column("next_at", sa.Float, nullable=False),  # seconds since the epoch
+)
 
 # A message's earlier outcome, kept when it is sent again (a retry, a resend of
 # an unknown outcome, a reconciliation that found it never sent).

@@ -84,11 +84,29 @@ def _outcome_row(o: Outcome) -> tuple[Any, ...]:
     )
 
 
-# The intent: queued rows become pending (only queued ones: a row another round
-# already settled is never claimed again).
+# The intent: the next queued rows become pending, claimed by one send of one
+# process.
 _CLAIM = """
-UPDATE messages SET status = 'pending', provider = ?, sent_at = ?
-WHERE run_id = ? AND step_id = ? AND status = 'queued' AND phone IN ({marks})
+UPDATE messages SET status = 'pending', provider = ?, sent_at = ?, claimed_by = ?
+WHERE run_id = ? AND step_id = ? AND status = 'queued' AND phone IN (
+  SELECT phone FROM messages
+  WHERE run_id = ? AND step_id = ? AND status = 'queued' AND seq > ?
+  ORDER BY seq LIMIT ?)
+RETURNING seq, phone, text, segments, source_row
+"""
+
+# PostgreSQL: the rows are locked in a CTE, evaluated once, so the LIMIT holds
+# and rows another process is claiming at the same moment are skipped, not
+# waited for (SQLite has one writer at a time anyway).
+_CLAIM_LOCKED = """
+WITH c AS (
+  SELECT phone FROM messages
+  WHERE run_id = ? AND step_id = ? AND status = 'queued' AND seq > ?
+  ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED)
+UPDATE messages SET status = 'pending', provider = ?, sent_at = ?, claimed_by = ?
+FROM c WHERE messages.run_id = ? AND messages.step_id = ? AND messages.phone = c.phone
+RETURNING messages.seq, messages.phone, messages.text, messages.segments,
+  messages.source_row
 """
 
 _INSERT_PLANNED = """
@@ -190,8 +208,8 @@ class JournalWriter:
         self._update_sql = driver_sql(_UPDATE_OUTCOME, style)
         self._insert_sql = driver_sql(_INSERT_PLANNED, style)
         self._rerender_sql = driver_sql(_RERENDER, style)
-        self._claim_sql = driver_sql(_CLAIM, style)
-        self._mark = driver_sql("?", style)
+        self._locking = journal.engine.dialect.name == "postgresql"
+        self._claim_sql = driver_sql(_CLAIM_LOCKED if self._locking else _CLAIM, style)
         self._thread = threading.Thread(
             target=self._loop, name="journal-writer", daemon=True
         )
@@ -214,14 +232,24 @@ class JournalWriter:
             self._q.put((kind, rows, None))
 
     def claim(
-        self, run_id: str, step_id: str, provider: str, phones: Sequence[str]
-    ) -> None:
-        """The intent: mark queued rows ``pending`` and wait for the commit.
+        self,
+        run_id: str,
+        step_id: str,
+        provider: str,
+        claimer: str,
+        after_seq: int,
+        n: int,
+    ) -> list[tuple[Any, ...]]:
+        """The intent: the next ``n`` queued rows after ``after_seq`` become
+        ``pending`` for ``claimer``; waits for the commit.
 
-        Only after this returns may the calls for ``phones`` be made. Outcomes
-        queued before it are committed in the same transaction.
+        Only the rows returned (seq, phone, text, segments, source_row; in plan
+        order) may be called, and only after this returns. Outcomes queued
+        before it are committed in the same transaction.
         """
-        self._sync("claim", (run_id, step_id, provider, list(phones)))
+        box: list[tuple[Any, ...]] = []
+        self._sync("claim", (run_id, step_id, provider, claimer, after_seq, n, box))
+        return sorted(box)
 
     def _sync(self, kind: str, payload: Any) -> None:
         done = threading.Event()
@@ -281,11 +309,12 @@ class JournalWriter:
                     elif kind == "rerender":
                         _rerender(conn, self._rerender_sql, payload)
                     elif kind == "claim":
-                        run_id, step_id, provider, phones = payload
-                        marks = ", ".join([self._mark] * len(phones))
-                        conn.exec_driver_sql(
-                            self._claim_sql.format(marks=marks),
-                            (provider, now_iso(), run_id, step_id, *phones),
+                        run_id, step_id, provider, claimer, after, n, box = payload
+                        sets = (provider, now_iso(), claimer, run_id, step_id)
+                        pick = (run_id, step_id, after, n)
+                        args = (*pick, *sets) if self._locking else (*sets, *pick)
+                        box.extend(
+                            tuple(r) for r in conn.exec_driver_sql(self._claim_sql, args)
                         )
                 pending.clear()
                 last = time.monotonic()

@@ -439,43 +439,55 @@ def test_daemon_schedules_runs_watches_and_stops_cleanly(tmp_path: Path) -> None
         assert secret not in d.out.read_text() + d.stderr()
 
 
-def many(path: Path, n: int) -> None:
-    """``n`` generated Spanish mobiles, English text (one segment each)."""
-    csv = path.parent / "many.csv"
+def many(path: Path, n: int, first: int = 0) -> None:
+    """``n`` generated Spanish mobiles from number ``first``, English text (one
+    segment each), in a CSV named after the campaign file."""
+    csv = path.with_suffix(".csv")
     with csv.open("w") as f:
         f.write("phone,name,lang\n")
-        for i in range(n):
+        for i in range(first, first + n):
             f.write(f"+346{i:08d},Name {i},en\n")
-    edit(path, lambda d: d.update(recipients={"file": "many.csv"}))
+    edit(path, lambda d: d.update(recipients={"file": csv.name}))
 
 
 @contextmanager
 def blast_folder(
-    tmp_path: Path, n: int, rate: str, start_in: float
+    tmp_path: Path,
+    n: int,
+    rate: str,
+    start_in: float,
+    names: tuple[str, ...] = ("blast",),
 ) -> Iterator[tuple[Path, StandaloneSandbox]]:
-    """A folder holding a MailUp send of ``n`` at ``rate``, due in ``start_in``
-    seconds, pointed at a sandbox in its own process (it outlives daemon kills)."""
+    """A folder holding a MailUp send of ``n`` at ``rate`` per campaign (one per
+    name, their recipients distinct), due in ``start_in`` seconds, pointed at a
+    sandbox in its own process (it outlives daemon kills)."""
     staging = tmp_path / "staging"
     staging.mkdir()
-    campaign = spring(staging, "blast.yaml")
-    many(campaign, n)
+    files = []
+    for i, name in enumerate(names):
+        campaign = spring(staging, f"{name}.yaml")
+        many(campaign, n, first=i * n)
 
-    def shape(data: dict[str, Any]) -> None:
-        data["steps"] = [data["steps"][1]]  # the send step alone
-        data["providers"]["mailup"].update(rate=rate, concurrency=8)
+        def shape(data: dict[str, Any], name: str = name) -> None:
+            data["steps"] = [data["steps"][1]]  # the send step alone
+            data["providers"]["mailup"].update(rate=rate, concurrency=8)
+            if len(names) > 1:
+                data["name"] = name
 
-    edit(campaign, shape)
-    with standalone_sandbox(campaign, MAILUP_ENV, "--settle", "0.2") as sb:
+        edit(campaign, shape)
+        files.append(campaign)
+    with standalone_sandbox(files[0], MAILUP_ENV, "--settle", "0.2") as sb:
 
         def point(data: dict[str, Any]) -> None:
             data["providers"]["mailup"].update(sb.urls["mailup"], report_lag=0)
             data["schedule"] = {"at": soon(start_in)}
 
-        edit(campaign, point)
         folder = tmp_path / "campaigns"
         folder.mkdir()
-        shutil.copy(staging / "many.csv", folder / "many.csv")
-        shutil.copy(campaign, folder / "blast.yaml")
+        for campaign in files:
+            edit(campaign, point)
+            shutil.copy(campaign.with_suffix(".csv"), folder)
+            shutil.copy(campaign, folder)
         yield folder, sb
 
 
@@ -810,3 +822,78 @@ def test_two_daemons_on_postgresql_a_standby_takes_over_when_the_leader_dies(
     per_recipient = Counter(m["to"] for m in received)
     assert len(per_recipient) == n  # none missing
     assert max(per_recipient.values()) == 1  # none twice
+
+
+def worst_second(times: list[float]) -> int:
+    """The most calls the provider saw in any one-second window."""
+    times = sorted(times)
+    worst, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= 1.0:
+            lo += 1
+        worst = max(worst, hi - lo + 1)
+    return worst
+
+
+@pytest.mark.slow
+def test_three_daemons_share_the_sending_at_one_rate_and_survive_a_helper_kill(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Three daemons on one PostgreSQL, two campaigns due at once: the daemons
+    that do not drive a run help send it, the provider sees each run's rate held
+    across them, and a helper killed (-9) mid-send loses nothing and doubles
+    nothing (its calls under way are settled from the provider's report)."""
+    n, per_second = 1200, 120
+    names = ("blast-a", "blast-b")
+    with blast_folder(tmp_path, n, f"{per_second}/s", 2, names) as (folder, sb):
+        state = locate(pg_url)
+        daemons = [DaemonProc(tmp_path, folder, pg_url, env=MAILUP_ENV) for _ in range(3)]
+        try:
+            wait_for(lambda: len(runs_of(state)) == 2, "both runs to start")
+            host = socket.gethostname()
+
+            def sent_by(d: DaemonProc) -> int:
+                mine = f"{host}:{d.proc.pid}:"
+                return sum(
+                    1
+                    for m in journal_messages(state)
+                    if m["status"] == "sent" and (m["claimed_by"] or "").startswith(mine)
+                )
+
+            leader = wait_for(
+                lambda: next((d for d in daemons if d.events("daemon.leader")), None),
+                "a leader",
+            )
+            helpers = [d for d in daemons if d is not leader]
+            wait_for(lambda: all(sent_by(d) >= 30 for d in helpers), "both to help")
+            victim = helpers[0]
+            victim.proc.send_signal(signal.SIGKILL)
+            victim.proc.wait()
+            wait_for(
+                lambda: (
+                    sorted(r["status"] for r in runs_of(state))
+                    == ["succeeded", "succeeded"]
+                ),
+                "both runs to complete",
+                timeout=60,
+            )
+            survivors = [d for d in daemons if d is not victim]
+            helped = [e for d in survivors for e in d.events("step.helped")]
+            assert helped and all(sent_by(d) > 0 for d in survivors)
+            for d in survivors:
+                assert d.stop() == 0, d.stderr()
+        finally:
+            for d in daemons:
+                d.kill()
+        received = sb.messages()["mailup"]
+    per_recipient = Counter(m["to"] for m in received)
+    assert len(per_recipient) == 2 * n  # none missing
+    assert max(per_recipient.values()) == 1  # none twice
+    rows = journal_messages(state)
+    assert Counter(m["status"] for m in rows) == {"sent": 2 * n}
+    for first, name in enumerate(names):  # each run's own rate, across daemons
+        numbers = {f"346{i:08d}" for i in range(first * n, first * n + n)}
+        times = [m["at"] for m in received if m["to"] in numbers]
+        spread = max(times) - min(times)
+        assert spread >= (n - 1) / per_second * 0.97, (name, spread)
+        assert worst_second(times) <= per_second * 1.10, name

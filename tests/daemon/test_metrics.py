@@ -39,8 +39,8 @@ def fill(j: Journal) -> str:
     j.writer.plan(
         [Planned(run, "blast", p, i, "main", "hi", 1, i) for i, p in enumerate(phones)]
     )
-    j.writer.claim(run, "blast", "main", phones[:3])
-    j.writer.claim(run, "blast", "backup", phones[3:4])
+    j.writer.claim(run, "blast", "main", "me#1", -1, 3)
+    j.writer.claim(run, "blast", "backup", "me#1", 2, 1)
     j.writer.record_outcome(Outcome(run, "blast", phones[0], "sent", "main", 3))
     j.writer.record_outcome(Outcome(run, "blast", phones[1], "failed", "main", 1))
     j.writer.record_outcome(Outcome(run, "blast", phones[2], "sent", "main", 2))

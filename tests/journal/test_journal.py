@@ -52,17 +52,20 @@ def test_plan_claim_outcome_and_crash_leftovers(where: Where) -> None:
     run = j.start_run("c", "c.yaml", {})
     w = j.writer
     w.plan(planned(run, "s", 10))
-    rows = j.queued(run, "s", 0, 4)
+    claimer = j.worker.claimer()
+    rows = w.claim(run, "s", "main", claimer, 0, 4)
     assert [r[0] for r in rows] == [1, 2, 3, 4]
-    w.claim(run, "s", "main", [r[1] for r in rows])
     assert j.message_counts(run, "s") == {"pending": 4, "queued": 6}
     w.record_outcome(Outcome(run, "s", rows[0][1], "sent", "main", 1, message_id="-81"))
     w.record_outcome(
         Outcome(run, "s", rows[1][1], "failed", "main", 1, error_kind="rejected")
     )
     w.flush()
-    # two claimed calls never got an outcome: after a crash they are unknown
-    assert j.mark_interrupted(run, "s") == 2
+    # while the send that claimed them goes on, its calls are under way
+    assert j.settle_interrupted(run, "s") == 0
+    # two claimed calls never got an outcome: once their send is gone, unknown
+    j.worker.done(claimer)
+    assert j.settle_interrupted(run, "s") == 2
     counts = j.message_counts(run, "s")
     assert counts == {"queued": 6, "sent": 1, "failed": 1, "unknown": 2}
     sent = j.messages_for(run, "s", ["sent"])
@@ -77,7 +80,7 @@ def test_outcomes_are_committed_in_batches_and_on_flush(where: Where) -> None:
     j = Journal(where)
     run = j.start_run("c", "c.yaml", {})
     j.writer.plan(planned(run, "s", 3))
-    j.writer.claim(run, "s", "main", [f"+3460000{i:04d}" for i in range(3)])
+    assert len(j.writer.claim(run, "s", "main", "me#1", 0, 3)) == 3
     for i in range(3):
         j.writer.record_outcome(Outcome(run, "s", f"+3460000{i:04d}", "sent", "main", 1))
     j.writer.flush()

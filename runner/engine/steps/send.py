@@ -23,7 +23,7 @@ def send(ctx: RunContext, step: Step) -> StepResult:
     action = step.action
     assert isinstance(action, SendAction)
     journal, run_id = ctx.journal, ctx.run_id
-    interrupted = journal.mark_interrupted(run_id, step.id)
+    interrupted = journal.settle_interrupted(run_id, step.id)
     if interrupted:
         ctx.log.emit("step.unknown_after_crash", run_id, step.id, count=interrupted)
     if ctx.options.resend_unknown:
