@@ -63,7 +63,7 @@ def read_status(state: Path | Where) -> Status:
             tuple(scheduled_runs(journal)),
             tuple(runs_in_progress(journal)),
             tuple(journal.live_leases()),
-            tuple(journal.daemon_rows()),
+            tuple(journal.daemons_now()),
         )
     finally:
         journal.close()
@@ -85,7 +85,7 @@ def show_status(state: str | None, fmt: str, out: TextIO) -> int:
             state = d.role if d.alive() else "gone"
             out.write(
                 f"  {d.host} pid {d.pid}  {state}  since {d.started_at}  last seen "
-                f"{d.heartbeat_at}  runs {d.active_runs}\n"
+                f"{d.heartbeat_at}  runs {d.active_runs}  in flight {d.in_flight}\n"
             )
     else:
         who = f" (pid {status.daemon_pid})" if status.daemon_pid else ""

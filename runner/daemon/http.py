@@ -17,6 +17,7 @@ import re
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -55,7 +56,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path == "/healthz":
                 state = self.server.health()
-                body = json.dumps(state.as_dict()).encode()
+                health = {**state.as_dict(), "daemons": self._daemons()}
+                body = json.dumps(health).encode()
                 self._reply(200 if state.ok else 503, "application/json", body)
             elif path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
@@ -65,6 +67,16 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # a scrape must never take the daemon down
             log.exception("http: %s failed", path)
             self._reply(500, "text/plain; charset=utf-8", b"internal error\n")
+
+    def _daemons(self) -> list[dict[str, Any]] | None:
+        """Every daemon of the journal, as ``status`` shows them; None when the
+        journal cannot be read now (the probe still answers for this one)."""
+        try:
+            rows = self.server.journal.daemons_now()
+        except Exception:
+            log.warning("http: /healthz could not read the daemons", exc_info=True)
+            return None
+        return [{**asdict(d), "alive": d.alive()} for d in rows]
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]

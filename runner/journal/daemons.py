@@ -28,6 +28,7 @@ class DaemonRow:
     started_at: str
     heartbeat_at: str
     active_runs: int
+    in_flight: int = 0  # messages in provider calls now, from its sends' shares
 
     def alive(self, now: datetime | None = None) -> bool:
         now = now or datetime.now(UTC)

@@ -11,9 +11,10 @@ use short connections.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
-from runner.journal.daemons import DaemonRecords
+from runner.journal.daemons import DaemonRecords, DaemonRow
 from runner.journal.leases import LeaseRecords
 from runner.journal.messages import MessageRecords
 from runner.journal.queries import Reads
@@ -53,6 +54,14 @@ class Journal(
     def shared(self) -> bool:
         """Other processes may send the same step: a journal on a server."""
         return self.engine.dialect.name == "postgresql"
+
+    def daemons_now(self) -> list[DaemonRow]:
+        """Every daemon heard of lately, each with the messages it has in calls."""
+        flight: dict[str, int] = {}
+        for worker, n in self.in_flight_by_worker().items():
+            daemon = ":".join(worker.split(":", 2)[:2])  # of host:pid:started
+            flight[daemon] = flight.get(daemon, 0) + n
+        return [replace(d, in_flight=flight.get(d.id, 0)) for d in self.daemon_rows()]
 
     def settle_interrupted(self, run_id: str, step_id: str) -> int:
         """Pending messages of the step no live send of any process owns become

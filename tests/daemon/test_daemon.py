@@ -803,6 +803,8 @@ def test_two_daemons_on_postgresql_a_standby_takes_over_when_the_leader_dies(
             )
             assert health.status_code == 200, health.text
             assert health.json()["role"] == "standby" and health.json()["ok"]
+            listed = {(d["pid"], d["role"]) for d in health.json()["daemons"]}
+            assert listed == {(leader.proc.pid, "leader"), (standby.proc.pid, "standby")}
             wait_for(lambda: sent() >= 300, "300 sent before the kill", timeout=30)
             leader.proc.send_signal(signal.SIGKILL)
             leader.proc.wait()

@@ -140,6 +140,7 @@ def test_http_server_serves_healthz_and_metrics(journal: Journal) -> None:
             "campaigns": 1,
             "active_runs": 0,
             "running": [],
+            "daemons": [],  # none has beaten on this journal
         }
         state["health"] = Health(scheduler_running=True, stopping=True)
         r = requests.get(server.url + "/healthz", timeout=5)

@@ -11,6 +11,7 @@ from runner.journal.journal import Journal
 from runner.journal.migrations import MIGRATIONS
 from runner.journal.tables import metadata, migrations_table
 from runner.journal.where import Where, locate
+from runner.journal.workers import ShareRow
 from runner.journal.writer import Outcome, Planned, driver_sql
 
 
@@ -192,5 +193,39 @@ def test_one_real_run_per_occurrence(where: Where) -> None:
         j.start_run("d", "d.yaml", {}, occurrence="once")  # another campaign
         j.start_run("c", "c.yaml", {}, occurrence="once", sandbox="http://x")  # rehearsal
         j.start_run("c", "c.yaml", {}, occurrence="once", sandbox="http://x")
+    finally:
+        j.close()
+
+
+def test_claims_of_a_gone_worker_settle_and_status_counts_each_daemons_flight(
+    where: Where,
+) -> None:
+    """A helper on another machine that stops renewing loses its claims (they
+    become unknown, never queued again); a live one keeps them; each daemon's
+    messages in calls are summed from its sends' shares."""
+    j = Journal(where)
+    try:
+        run = j.start_run("c", "c.yaml", {})
+        j.writer.plan(planned(run, "s", 6))
+        peer, ghost = "peer:41:2026-12-03T10:00:00.000+00:00", "ghost:42:x"
+        j.worker_up(peer)
+        j.worker_up(ghost)
+        assert len(j.writer.claim(run, "s", "main", f"{peer}#1", 0, 2)) == 2
+        assert len(j.writer.claim(run, "s", "main", f"{ghost}#1", 2, 2)) == 2
+        j.worker_down(ghost)  # as if its lease ran out
+        assert j.settle_interrupted(run, "s") == 2
+        assert j.message_counts(run, "s") == {"pending": 2, "unknown": 2, "queued": 2}
+
+        assert j.heartbeat("leader", 1)
+        mine = j.worker.claimer()
+        row = ShareRow(run, "s", "main", mine, j.worker.id, "driver", "c", "now", 0)
+        j.join_share(row)
+        theirs = ShareRow(run, "s", "main", f"{peer}#1", peer, "helper", "c", "now", 0)
+        j.join_share(theirs)
+        assert {s.claimer for s in j.renew_share(row, 3)} == {mine, f"{peer}#1"}
+        j.renew_share(theirs, 5)
+        (me,) = j.daemons_now()  # the peer is a worker here, not a daemon
+        assert (me.id, me.in_flight, me.active_runs) == (j.daemon_id(), 3, 1)
+        assert j.in_flight_by_worker() == {j.worker.id: 3, peer: 5}
     finally:
         j.close()
