@@ -84,8 +84,8 @@ class Dispatcher:
         writer = self.journal.writer
         last_seq = 0
 
-        def claim(after: int, n: int) -> list[tuple[Any, ...]]:
-            return writer.claim(
+        def claim(after: int, n: int) -> Callable[[], list[tuple[Any, ...]]]:
+            return writer.claim_ahead(
                 self.run_id, self.step_id, self.name, self.claimer, after, n
             )
 
@@ -93,7 +93,7 @@ class Dispatcher:
         # one per worker, and the step stops after that first answer. (A
         # helper joining a step another process started skips it.)
         if self.probe and not self._halted():
-            first = claim(0, 1)
+            first = claim(0, 1)()
             if first:
                 slots.acquire()
                 self._send_one(first[0], slots)
@@ -109,6 +109,7 @@ class Dispatcher:
         ]
         for t in threads:
             t.start()
+        ahead: Callable[[], list[tuple[Any, ...]]] | None = None
         try:
             while not self._halted():
                 # claim what can be called now: a claim is a promise to call soon
@@ -116,10 +117,13 @@ class Dispatcher:
                 if n == 0:  # no part of the concurrency yet (a newcomer)
                     self.stop.wait(0.2)
                     continue
-                rows = claim(last_seq, n)
+                rows = ahead() if ahead is not None else claim(last_seq, n)()
+                ahead = None
                 if not rows:
                     break
                 last_seq = rows[-1][0]
+                # the next batch is claimed while this one is called
+                ahead = claim(last_seq, n)
                 for i, row in enumerate(rows):
                     while not slots.acquire(timeout=0.2):
                         if self._halted():
@@ -132,6 +136,9 @@ class Dispatcher:
                         self._record(r[1], "queued", 0, None, None)
                     break
         finally:
+            if ahead is not None:  # claimed ahead, never called: back to queued
+                for r in ahead():
+                    self._record(r[1], "queued", 0, None, None)
             for _ in threads:
                 work.put(None)
             for t in threads:

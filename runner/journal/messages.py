@@ -179,11 +179,10 @@ class MessageRecords(Store):
             return
         stmt = (
             messages.update()
-            .where(
-                messages.c.run_id == run_id,
-                messages.c.step_id == step_id,
-                messages.c.phone == sa.bindparam("p_phone"),
-            )
+            # by the unique key: on PostgreSQL a new run's rows have no
+            # statistics yet, and a match on (run_id, step_id, phone) may be
+            # planned as a scan of the step's rows per report line
+            .where(messages.c.idem_key == sa.bindparam("p_key"))
             .values(
                 delivery_status=sa.bindparam("p_status"),
                 delivery_code=sa.bindparam("p_code"),
@@ -194,7 +193,12 @@ class MessageRecords(Store):
             conn.execute(
                 stmt,
                 [
-                    {"p_phone": p, "p_status": s, "p_code": c, "p_at": a}
+                    {
+                        "p_key": f"{run_id}/{step_id}/{p}",
+                        "p_status": s,
+                        "p_code": c,
+                        "p_at": a,
+                    }
                     for p, s, c, a in updates
                 ],
             )
