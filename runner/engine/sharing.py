@@ -29,7 +29,7 @@ from runner.journal.workers import ShareRow
 from runner.model.timeparse import Rate
 
 BLOCK = 0.25  # seconds of slots reserved at once
-REFRESH = 1.0  # seconds between a share's renewals
+REFRESH = 0.5  # seconds between a share's renewals (and a newcomer's wait)
 SETTLE = 2 * REFRESH + 0.5
 LATE = 0.02  # seconds late a reserved slot may still be used
 
