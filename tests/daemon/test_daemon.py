@@ -826,6 +826,46 @@ def test_two_daemons_on_postgresql_a_standby_takes_over_when_the_leader_dies(
     assert max(per_recipient.values()) == 1  # none twice
 
 
+@pytest.mark.slow
+def test_the_leader_killed_at_the_fire_time_the_standby_makes_the_one_run(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """kill -9 of the leader at the moment its campaign is due: whether it had
+    fired or not, the standby leads, the occurrence gets one run, and every
+    recipient one message."""
+    n = 300
+    with blast_folder(tmp_path, n, "300/s", 3) as (folder, sb):
+        state = locate(pg_url)
+        data = yaml.safe_load((folder / "blast.yaml").read_text())
+        due = datetime.fromisoformat(data["schedule"]["at"])
+        with (
+            running_daemon(tmp_path, folder, pg_url, env=MAILUP_ENV) as a,
+            running_daemon(tmp_path, folder, pg_url, env=MAILUP_ENV) as b,
+        ):
+            wait_for(
+                lambda: a.events("daemon.leader") or b.events("daemon.leader"), "a leader"
+            )
+            leader, standby = (a, b) if a.events("daemon.leader") else (b, a)
+            wait_for(lambda: standby.events("daemon.standby"), "the other to stand by")
+            left = (due - datetime.now(UTC)).total_seconds()
+            assert left > 0, "the set-up took longer than the campaign's delay"
+            time.sleep(left)
+            leader.proc.send_signal(signal.SIGKILL)
+            leader.proc.wait()
+            wait_for(lambda: standby.events("daemon.leader"), "the standby to lead")
+            wait_for(
+                lambda: [r for r in runs_of(state) if r["status"] == "succeeded"],
+                "the run to complete",
+                timeout=60,
+            )
+            assert standby.stop() == 0, standby.stderr()
+        assert len(runs_of(state)) == 1  # one occurrence, one run
+        received = sb.messages()["mailup"]
+    per_recipient = Counter(m["to"] for m in received)
+    assert len(per_recipient) == n  # none missing
+    assert max(per_recipient.values()) == 1  # none twice
+
+
 def worst_second(times: list[float]) -> int:
     """The most calls the provider saw in any one-second window."""
     times = sorted(times)
