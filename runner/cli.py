@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "sandbox": "runner.commands.sandbox",
     "daemon": "runner.commands.daemon",
     "status": "runner.commands.status",
+    "suppress": "runner.commands.suppress",
 }
 
 

@@ -94,8 +94,15 @@ class Merge:
     every kept message tallied and written."""
 
     def __init__(
-        self, steps: list[tuple[str, str]], limit: int, fmt: str, sink: TextIO | None
+        self,
+        steps: list[tuple[str, str]],
+        limit: int,
+        fmt: str,
+        sink: TextIO | None,
+        suppressed: frozenset[int] = frozenset(),
     ) -> None:
+        self.suppressed = suppressed  # numbers on the journal's list, as keys
+        self.on_list = 0  # accepted recipients among them: planned, never sent
         self.stats = RecipientStats()
         self.tallies = [Tally(s, t) for s, t in steps]
         self.limit, self.fmt, self.sink = limit, fmt, sink
@@ -125,6 +132,8 @@ class Merge:
             if passed is True:
                 stats.accepted += 1
                 row += 1
+                if key in self.suppressed:
+                    self.on_list += 1
             elif passed is False:
                 stats.filtered_out += 1
             else:
@@ -195,6 +204,7 @@ def render_all(
     sink: TextIO | None = None,
     show_phones: bool = False,
     workers: int | None = None,
+    suppressed: frozenset[int] = frozenset(),
 ) -> Merge:
     """Render every recipient's message of ``steps``; keep ``limit`` whole per step.
 
@@ -203,7 +213,7 @@ def render_all(
     """
     if sink is not None and fmt == "csv":
         sink.write(batch.CSV_HEADER)
-    merge = Merge(steps, limit, fmt, sink)
+    merge = Merge(steps, limit, fmt, sink, suppressed)
     job = batch.Job(campaign, steps, fmt, show_phones)
     for pack in batch.packs(job, merge.wants_details, workers):
         merge.add(pack)

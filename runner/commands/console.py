@@ -32,6 +32,8 @@ EVENTS = (
     "recipient.invalid",
     "step.finished",
     "send.progress",
+    "step.held",
+    "suppression.added",
 )
 
 
@@ -89,6 +91,14 @@ class Console:
                 )
             elif event.name == "step.planned":
                 self._planned(f)
+            elif event.name == "step.held":
+                self._held(f)
+            elif event.name == "suppression.added":
+                why = "replied STOP" if f.get("why") == "stop" else "refused as opted out"
+                self._write(
+                    f"  {step}: {f.get('count', 0)} numbers {why}: added to the "
+                    "suppression list (no campaign sends to them now)"
+                )
             elif event.name == "step.finished" and f.get("status") != "interrupted":
                 mark = MARKS.get(f.get("status", ""), f.get("status", ""))
                 message = f.get("message") or ""
@@ -106,6 +116,19 @@ class Console:
         if invalid > len(self._invalid):
             self._write(f"    ... and {invalid - len(self._invalid)} more")
         self._invalid = []
+
+    def _held(self, f: dict[str, object]) -> None:
+        parts = []
+        if f.get("suppressed"):
+            parts.append(f"{f['suppressed']} suppressed (on the suppression list)")
+        if f.get("capped"):
+            parts.append(f"{f['capped']} capped (frequency cap {f.get('cap')})")
+        if f.get("deferred"):
+            parts.append(f"{f['deferred']} deferred (frequency cap {f.get('cap')})")
+        if f.get("released"):
+            parts.append(f"{f['released']} released")
+        if parts:
+            self._write("  not sent now: " + ", ".join(parts))
 
     def _progress(self, f: dict[str, object]) -> None:
         total = int(str(f.get("total", 0)))

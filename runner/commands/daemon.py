@@ -11,7 +11,7 @@ from runner.commands.sandbox import start_emulators
 from runner.daemon.serve import serve
 from runner.daemon.settings import DaemonSettings
 from runner.errors import UsageError
-from runner.model.timeparse import parse_duration
+from runner.model.timeparse import parse_cap, parse_duration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,6 +43,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "unless the campaign's schedule says otherwise (default 5m)",
     )
     p.add_argument(
+        "--per-recipient",
+        metavar="CAP",
+        help="a frequency cap for every campaign that sets no limits.per_recipient, "
+        "e.g. 1/24h: counted from the journal across campaigns",
+    )
+    p.add_argument(
+        "--on-cap",
+        choices=("skip", "defer"),
+        default="skip",
+        help="a recipient over that cap: skip (counted as capped) or defer",
+    )
+    p.add_argument(
         "--poll",
         type=float,
         default=2.0,
@@ -65,6 +77,11 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--misfire-grace: {e}") from e
     if not args.poll > 0:
         raise UsageError("--poll: expected a number of seconds above 0")
+    if args.per_recipient:
+        try:
+            parse_cap(args.per_recipient)
+        except ValueError as e:
+            raise UsageError(f"--per-recipient: {e}") from e
     settings = DaemonSettings(
         folders=tuple(Path(d) for d in args.dirs),
         state=args.state,
@@ -74,5 +91,7 @@ def main(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         misfire_grace=grace,
         poll=args.poll,
+        per_recipient=args.per_recipient,
+        on_cap=args.on_cap,
     )
     return serve(settings, out=sys.stdout, err=sys.stderr, emulate=start_emulators)

@@ -9,6 +9,9 @@ from typing import TextIO
 from runner.commands.args import add_format, add_state
 from runner.commands.output import emit, mode_of, open_journal
 
+# the message counts each run shows, in this order
+COUNTED = ("sent", "failed", "unknown", "queued", "cancelled", "suppressed", "capped")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", metavar="NAME", help="only runs of this campaign")
@@ -38,10 +41,7 @@ def history(
                 **r,
                 "mode": mode_of(r),
                 "occurrence": r.get("occurrence") or "-",
-                **{
-                    k: c.get(k, 0)
-                    for k in ("sent", "failed", "unknown", "queued", "cancelled")
-                },
+                **{k: c.get(k, 0) for k in COUNTED},
             }
         )
     cols = [
@@ -52,11 +52,7 @@ def history(
         "status",
         "started_at",
         "finished_at",
-        "sent",
-        "failed",
-        "unknown",
-        "queued",
-        "cancelled",
+        *COUNTED,
     ]
     if fmt == "text" and not rows:
         out.write("no runs\n")

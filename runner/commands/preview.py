@@ -14,7 +14,10 @@ from runner.audience.encoding import GSM7, UCS2
 from runner.audience.preview import Tally, render_all, send_steps
 from runner.audience.recipient import RecipientStats
 from runner.audience.render import Message
+from runner.commands.args import add_state
 from runner.errors import UsageError
+from runner.journal.journal import Journal
+from runner.journal.where import locate
 from runner.loader.load import load_campaign
 from runner.model.campaign import Campaign
 
@@ -43,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--show-phones", action="store_true", help="full phone numbers, not masked"
     )
+    add_state(p)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -60,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
         show_phones=args.show_phones,
         out=sys.stdout,
         err=sys.stderr,
+        state=args.state,
     )
 
 
@@ -73,6 +78,7 @@ def preview(
     out: TextIO,
     step: str | None = None,
     workers: int | None = None,
+    suppressed: frozenset[int] = frozenset(),
 ) -> int:
     """Render every message of the send steps, print a table and a summary.
 
@@ -96,11 +102,17 @@ def preview(
         sink=sink,
         show_phones=show_phones,
         workers=workers,
+        suppressed=suppressed,
     )
     for t in merge.tallies if limit else []:
         out.write(f"step {t.step} (template {t.template}):\n")
         _table(t.shown, out)
     _summary(campaign, merge.tallies, merge.stats, out)
+    if merge.on_list:
+        out.write(
+            f"suppressed: {merge.on_list:,} of the accepted recipients are on the "
+            "journal's suppression list: no send step sends to them\n"
+        )
     return 1 if any(t.failed for t in merge.tallies) else 0
 
 
@@ -201,6 +213,7 @@ def preview_file(
     show_phones: bool,
     out: TextIO,
     err: TextIO,
+    state: str | None = None,
 ) -> int:
     """The ``preview`` command: load the campaign, then :func:`preview` it.
 
@@ -213,7 +226,13 @@ def preview_file(
         raise UsageError("--output needs --format json or csv")
     campaign, _ = load_campaign(path)
     run = partial(
-        preview, campaign, limit=limit, fmt=fmt, show_phones=show_phones, step=step
+        preview,
+        campaign,
+        limit=limit,
+        fmt=fmt,
+        show_phones=show_phones,
+        step=step,
+        suppressed=suppressed_keys(state, campaign),
     )
     if fmt == "text":
         return run(output=None, out=out)
@@ -225,3 +244,20 @@ def preview_file(
         raise UsageError(f"--output {output}: {e.strerror or e}") from None
     with sink:
         return run(output=sink, out=out)
+
+
+def suppressed_keys(state: str | None, campaign: Campaign) -> frozenset[int]:
+    """The numbers a real run of ``campaign`` would skip, as preview's keys (the
+    digits of the E.164 number); none without a journal."""
+    where = locate(state)
+    if not where.exists():
+        return frozenset()
+    journal = Journal(where)
+    try:
+        rows = journal.suppressions("real")
+    finally:
+        journal.close()
+    transactional = campaign.kind == "transactional"
+    return frozenset(
+        int(r.phone.lstrip("+")) for r in rows if not transactional or r.scope == "all"
+    )

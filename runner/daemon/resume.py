@@ -36,6 +36,10 @@ def run_options(
         " --sandbox" if settings.sandbox else ""
     )
     base = dataclasses.replace(base, command_args=args)
+    if resume is None and settings.per_recipient:
+        base = dataclasses.replace(
+            base, per_recipient=settings.per_recipient, on_cap=settings.on_cap
+        )
     if settings.sandbox and base.max_poll_interval is None:
         # the emulators settle in about a second: poll reports briskly
         base = dataclasses.replace(base, max_poll_interval=settings.settle)

@@ -25,6 +25,9 @@ class DaemonSettings:
     poll: float = 2.0  # seconds between folder scans
     settle: float = 1.0  # sandbox: seconds before a delivery is final
     stop_timeout: float = 60.0  # SIGTERM: how long active runs get to wind down
+    # limits.per_recipient (and on_cap) for campaigns that set none
+    per_recipient: str | None = None
+    on_cap: str = "skip"
 
 
 class Emulators(Protocol):

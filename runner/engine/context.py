@@ -42,6 +42,10 @@ class RunOptions:
     # e.g. " --state /var/lib/x.db --sandbox"
     command_args: str = ""
     occurrence: str | None = None  # a new run's (runner.engine.occurrence)
+    # limits for campaigns that set none (the daemon's configuration): as written,
+    # e.g. "1/24h", so that a resumed run's stored options keep them
+    per_recipient: str | None = None
+    on_cap: str = "skip"  # skip | defer
 
 
 @dataclass

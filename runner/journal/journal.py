@@ -19,13 +19,20 @@ from runner.journal.leases import LeaseRecords
 from runner.journal.messages import MessageRecords
 from runner.journal.queries import Reads
 from runner.journal.runs import RunRecords
+from runner.journal.suppressions import SuppressionRecords
 from runner.journal.where import Where
 from runner.journal.workers import Worker, WorkerRecords
 from runner.journal.writer import JournalWriter
 
 
 class Journal(
-    RunRecords, MessageRecords, LeaseRecords, DaemonRecords, WorkerRecords, Reads
+    RunRecords,
+    MessageRecords,
+    LeaseRecords,
+    DaemonRecords,
+    WorkerRecords,
+    SuppressionRecords,
+    Reads,
 ):
     """Runs, steps and messages of one journal database, and its writer thread."""
 

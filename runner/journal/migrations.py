@@ -187,9 +187,26 @@ def _shared_sending(conn: Connection) -> None:
     ).create(conn)
 
 
+def _recipients(conn: Connection) -> None:
+    """Recipients across campaigns: the suppression list, and an index to count
+    what each number got lately (frequency caps)."""
+    conn.exec_driver_sql("CREATE INDEX ix_messages_phone ON messages (phone, sent_at)")
+    sa.Table(
+        "suppressions",
+        sa.MetaData(),
+        sa.Column("phone", sa.String, primary_key=True),
+        sa.Column("mode", sa.String, primary_key=True),
+        sa.Column("scope", sa.String, nullable=False),
+        sa.Column("reason", sa.String, nullable=False),
+        sa.Column("source", sa.String, nullable=False),
+        sa.Column("added_at", sa.String, nullable=False),
+    ).create(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_modes_order_history", _modes_order_history),
     ("0003_control_leases", _control_leases),
     ("0004_shared_sending", _shared_sending),
+    ("0005_recipients", _recipients),
 ]

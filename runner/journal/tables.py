@@ -196,3 +196,26 @@ sa.Index(
     message_history.c.step_id,
     message_history.c.phone,
 )
+
+# A message not sent by choice: cancelled by a person, or skipped because its
+# number is on the suppression list or over its frequency cap. Never counted in
+# a step's total (the ratios of max_failed and reports are over what was meant
+# to go). ``deferred`` is different: over its cap now, sent when the cap allows.
+NOT_SENT_BY_CHOICE = ("cancelled", "suppressed", "capped")
+
+sa.Index("ix_messages_phone", messages.c.phone, messages.c.sent_at)
+
+# Numbers no campaign may send to (a STOP reply, a provider's opt-out refusal, a
+# hand-made entry): ``scope`` marketing spares transactional campaigns (a PIN
+# the person asked for), all spares nothing. ``mode`` keeps a rehearsal's STOPs
+# (from the sandbox) out of real sending; a real entry holds in rehearsals too.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("phone", sa.String, primary_key=True),  # E.164
+    sa.Column("mode", sa.String, primary_key=True),  # real | sandbox
+    sa.Column("scope", sa.String, nullable=False),  # marketing | all
+    sa.Column("reason", sa.String, nullable=False),  # stop | optout | manual
+    sa.Column("source", sa.String, nullable=False),  # where it came from, in words
+    sa.Column("added_at", sa.String, nullable=False),
+)

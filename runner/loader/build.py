@@ -23,8 +23,9 @@ def build(c: Checker) -> Campaign | None:
     templates = sections.templates(c, jinja, d.get("templates"))
     steps = StepChecker(c, jinja, provider_configs, templates).steps(d.get("steps"))
     schedule = c.schedule(d.get("schedule"))
-    sandbox = c.sandbox(d.get("sandbox"))
+    sandbox = c.sandbox(d.get("sandbox"), region)
     testers = sections.test_recipients(c, d.get("test_recipients"), region)
+    cap = sections.frequency_cap(c, d.get("limits"))
     if not c.ok or recipients is None or steps is None:
         return None
     return Campaign(
@@ -43,4 +44,6 @@ def build(c: Checker) -> Campaign | None:
         schedule=schedule,
         sandbox=sandbox,
         test_recipients=testers,
+        kind=d.get("kind", "marketing"),
+        per_recipient=cap,
     )

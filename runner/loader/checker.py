@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import phonenumbers
 from apscheduler.triggers.cron import CronTrigger
 
+from runner.audience.phones import InvalidPhone, PhoneNormalizer
 from runner.errors import Problem
 from runner.loader import schema
 from runner.loader.yamlload import Document, FieldPath, Pos
@@ -219,10 +220,29 @@ class Checker:
             coalesce=bool(value.get("coalesce", True)),
         )
 
-    def sandbox(self, value: Any) -> SandboxOptions:
+    def sandbox(self, value: Any, region: str | None = None) -> SandboxOptions:
         if not isinstance(value, dict):
             return SandboxOptions()
         path: FieldPath = ("sandbox",)
+        normalise = PhoneNormalizer(region)
+
+        def number(where: FieldPath, raw: str) -> str | None:
+            try:
+                return normalise(raw)
+            except InvalidPhone as e:
+                self.error(where, f"{raw!r} is not a phone number: {e}")
+                return None
+
+        replies = {}
+        for raw, text in (value.get("replies") or {}).items():
+            phone = number((*path, "replies", raw), str(raw))
+            if phone is not None and isinstance(text, str):
+                replies[phone] = text
+        opted_out = []
+        for i, raw in enumerate(value.get("opted_out") or []):
+            phone = number((*path, "opted_out", i), str(raw))
+            if phone is not None:
+                opted_out.append(phone)
         faults = value.get("faults") or {}
         if isinstance(faults, dict):
             total = sum(v for v in faults.values() if isinstance(v, int | float))
@@ -234,6 +254,8 @@ class Checker:
             faults=dict(faults) if isinstance(faults, dict) else {},
             credits=float(credits) if isinstance(credits, int | float) else None,
             seed=value.get("seed") if isinstance(value.get("seed"), int) else None,
+            replies=replies,
+            opted_out=tuple(opted_out),
         )
 
     def window(self, path: FieldPath, value: Any) -> Window | None:

@@ -13,8 +13,15 @@ from runner.loader import schema
 from runner.loader.checker import Checker
 from runner.loader.jinjacheck import JinjaChecker
 from runner.loader.yamlload import FieldPath
-from runner.model.campaign import ProviderConfig, RecipientSource, RetryPolicy, Template
+from runner.model.campaign import (
+    FrequencyCap,
+    ProviderConfig,
+    RecipientSource,
+    RetryPolicy,
+    Template,
+)
 from runner.model.secrets import has_reference, references
+from runner.model.timeparse import parse_cap
 from runner.providers import PROVIDERS
 
 COMMON_PROVIDER_KEYS = frozenset(
@@ -255,3 +262,15 @@ def test_recipients(c: Checker, value: Any, region: str | None) -> tuple[str, ..
                 ("test_recipients", i), f"{raw!r} is not a phone number to send to: {e}"
             )
     return tuple(numbers)
+
+
+def frequency_cap(c: Checker, value: Any) -> FrequencyCap | None:
+    """``limits.per_recipient`` (and ``on_cap``), or None without one."""
+    if not isinstance(value, dict) or not isinstance(value.get("per_recipient"), str):
+        return None
+    try:
+        count, window = parse_cap(value["per_recipient"])
+    except ValueError as e:
+        c.error(("limits", "per_recipient"), str(e))
+        return None
+    return FrequencyCap(count, window, defer=value.get("on_cap") == "defer")

@@ -191,6 +191,23 @@ class SandboxOptions:
     faults: Mapping[str, float] = field(default_factory=dict)  # kind -> rate 0..1
     credits: float | None = None
     seed: int | None = None
+    # E.164 -> what that recipient answers to any message (a STOP, a question)
+    replies: Mapping[str, str] = field(default_factory=dict)
+    opted_out: tuple[str, ...] = ()  # refused by the provider as opted out
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    """At most ``count`` messages to one number in any ``window``, across
+    campaigns (``limits: {per_recipient: "1/24h"}``)."""
+
+    count: int
+    window: timedelta
+    defer: bool = False  # over the cap: send when it allows, rather than skip
+
+    def __str__(self) -> str:
+        hours = self.window.total_seconds() / 3600
+        return f"{self.count}/{hours:g}h"
 
 
 @dataclass(frozen=True)
@@ -210,6 +227,9 @@ class Campaign:
     schedule: Schedule | None = None
     sandbox: SandboxOptions = field(default_factory=SandboxOptions)
     test_recipients: tuple[str, ...] = ()  # E.164; ``campaign-runner test`` sends here
+    # transactional (a PIN, an order update) skips only numbers suppressed for all
+    kind: str = "marketing"
+    per_recipient: FrequencyCap | None = None
 
     @property
     def base_dir(self) -> Path:

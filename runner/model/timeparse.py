@@ -52,6 +52,20 @@ def parse_rate(text: str) -> Rate:
     return Rate(float(m.group(1)), _UNIT_SECONDS[m.group(2)])
 
 
+_CAP = re.compile(r"^\s*([1-9]\d*)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|m|h|d)\s*$")
+
+
+def parse_cap(text: str) -> tuple[int, timedelta]:
+    """``'1/24h'`` -> (1, 24 hours); ``'3/d'`` -> (3, 1 day). Raises ValueError."""
+    m = _CAP.match(text)
+    if not m:
+        raise ValueError(f"not a frequency cap: {text!r} (expected e.g. 1/24h, 3/7d)")
+    amount = float(m.group(2) or 1)
+    if amount <= 0:
+        raise ValueError(f"not a frequency cap: {text!r} (the window must be > 0)")
+    return int(m.group(1)), timedelta(seconds=amount * _UNIT_SECONDS[m.group(3)])
+
+
 def parse_datetime(text: str, tz: tzinfo) -> datetime:
     """ISO 8601 datetime; a naive one is read in the campaign timezone ``tz``."""
     try:

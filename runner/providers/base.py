@@ -161,6 +161,9 @@ class Report:
     counts: Mapping[str, float] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
     cursor: Any = None
+    # E.164 numbers that asked to stop (a STOP reply), so far: they join the
+    # journal's suppression list
+    optouts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,9 @@ class Provider:
     # an opt-out count (max_optout_ratio)
     per_recipient_report: ClassVar[bool] = False
     optout_counts: ClassVar[bool] = False
+    # the provider's refusal codes for a recipient who opted out: such a number
+    # joins the journal's suppression list, for every later campaign
+    optout_codes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ProviderConfig, options: Mapping[str, Any]) -> None:
         self.config = config

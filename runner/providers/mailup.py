@@ -93,6 +93,7 @@ class MailUp(Provider):
     }
     secret_options = ("client_id", "client_secret", "password", "list_secret")
     per_recipient_report = True  # ReportDetails lists every receiver (reconciliation)
+    optout_codes = frozenset({"206"})  # "Recipient opted out"
     report_lag = 300.0
 
     def __init__(self, config: ProviderConfig, options: Mapping[str, Any]) -> None:

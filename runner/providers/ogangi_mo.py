@@ -147,10 +147,16 @@ def replies_report(
             break
     state = ReportCursor(page, replies, frozenset(repliers), frozenset(optouts), read)
     details = {"pages_read": page - first_page, "mo_read": read}
+    stops = tuple(sorted("+" + who for who in state.optouts))
     if last:
-        return Report(final=True, counts=_counts(state), details=details)
+        return Report(final=True, counts=_counts(state), details=details, optouts=stops)
     return Report(
-        final=False, more=True, counts=_counts(state), details=details, cursor=state
+        final=False,
+        more=True,
+        counts=_counts(state),
+        details=details,
+        cursor=state,
+        optouts=stops,
     )
 
 

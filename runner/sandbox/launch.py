@@ -38,6 +38,10 @@ def start_for(
         if campaign.sandbox.credits is not None:
             kwargs["credits"] = campaign.sandbox.credits
         emulator = emulator_cls(dict(options.get(name, {})), **kwargs)
+        emulator.reply_texts = {
+            p.lstrip("+"): text for p, text in campaign.sandbox.replies.items()
+        }
+        emulator.opted_out.update(p.lstrip("+") for p in campaign.sandbox.opted_out)
         urls[name] = sandbox.mount(name, emulator)
         # the emulators' reports are never late: unknown sends can be settled at once
         urls[name]["report_lag"] = "0"

@@ -67,8 +67,8 @@ class MailUpEmulator(Emulator):
     ) -> None:
         self.token_lifetime = token_lifetime
         self.certified = set(certified_senders)
-        self.opted_out = {n.lstrip("+") for n in opted_out}
         super().__init__(credentials, credits=credits, settle=settle, clock=clock)
+        self.opted_out.update(n.lstrip("+") for n in opted_out)
         if self.credentials.get("sender"):
             self.certified.add(str(self.credentials["sender"]))
 

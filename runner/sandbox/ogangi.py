@@ -132,6 +132,9 @@ class OgangiEmulator(Emulator):
             self.mo.append(mo)
         return mo
 
+    def reply(self, msg: SentMessage, text: str) -> None:
+        self.add_mo(msg.to, msg.sender or "", text, at=msg.at + 1)
+
     # -- dispatch -----------------------------------------------------------------
 
     def _get(self, req: Request, m: re.Match[str]) -> Response:

@@ -124,6 +124,11 @@ class Emulator:
         self.clock = clock
         self.lock = threading.RLock()
         self.messages: list[SentMessage] = []
+        # digits -> the text that number replies to any message it gets
+        # (``sandbox: {replies: ...}``); providers with MO messages list it
+        self.reply_texts: dict[str, str] = {}
+        # digits the provider refuses as opted out, where it has such a refusal
+        self.opted_out: set[str] = set()
         self._next_id = 0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.setup()
@@ -150,7 +155,14 @@ class Emulator:
                 extra=extra,
             )
             self.messages.append(msg)
-            return msg
+        answer = self.reply_texts.get(msg.to)
+        if answer is not None:
+            self.reply(msg, answer)
+        return msg
+
+    def reply(self, msg: SentMessage, text: str) -> None:
+        """The recipient of ``msg`` answers ``text`` (a second later): providers
+        with incoming (MO) messages store it; the others have nowhere to."""
 
     def new_id(self, n: int) -> str:
         """The provider's message id for the n-th accepted message."""

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from runner.sandbox.server import Emulator, Handler, Request, Response
+from runner.sandbox.server import Emulator, Handler, Request, Response, SentMessage
 
 API = "/api/v2"
 MAX_CONTENT = 160
@@ -86,6 +86,9 @@ class TatangoEmulator(Emulator):
 
     def new_id(self, n: int) -> str:
         return str(1000 + n)
+
+    def reply(self, msg: SentMessage, text: str) -> None:
+        self.add_mo(msg.to, text, at=msg.at + 1)
 
     def add_mo(
         self, from_number: str, text: str = "STOP", at: float | None = None

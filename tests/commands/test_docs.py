@@ -35,6 +35,7 @@ def _required(name: str) -> list[str]:
         "pause": ["NAME"],
         "resume": ["NAME"],
         "cancel": ["RUN"],
+        "suppress": ["list"],
     }.get(name, [])
 
 

@@ -229,3 +229,64 @@ def test_claims_of_a_gone_worker_settle_and_status_counts_each_daemons_flight(
         assert j.in_flight_by_worker() == {j.worker.id: 3, peer: 5}
     finally:
         j.close()
+
+
+def test_suppressions_and_caps_act_on_queued_rows_only(where: Where) -> None:
+    """Listed numbers' queued rows become suppressed (and queued again once off
+    the list); a number over its cap in the window is capped or deferred, from
+    the messages other steps of the same mode sent it; rehearsals keep theirs."""
+    from datetime import UTC, datetime, timedelta
+
+    from runner.journal.suppressions import Suppression
+    from runner.model.campaign import FrequencyCap
+
+    j = Journal(where)
+    try:
+        earlier = j.start_run("a", "a.yaml", {})
+        j.writer.plan(planned(earlier, "s", 3))
+        for r in j.writer.claim(earlier, "s", "main", j.worker.claimer(), 0, 3)[:2]:
+            j.writer.record_outcome(
+                Outcome(
+                    earlier,
+                    "s",
+                    r[1],
+                    "sent",
+                    "main",
+                    1,
+                    at=datetime.now(UTC).isoformat(),
+                )
+            )
+        j.writer.flush()
+        run = j.start_run("b", "b.yaml", {})
+        j.writer.plan(planned(run, "s", 4))
+        phones = [f"+3460000{i:04d}" for i in range(4)]
+        entries = [
+            Suppression(phones[3], "real", "marketing", "stop", "test", ""),
+            Suppression(phones[2], "sandbox", "all", "stop", "rehearsal", ""),
+        ]
+        assert j.suppress(entries) == 2 and j.suppress(entries) == 0
+        assert j.apply_suppressions(run, "s", "real", transactional=False) == (1, 0)
+        # a transactional step is spared a marketing-only entry: queued again
+        assert j.apply_suppressions(run, "s", "real", transactional=True) == (0, 1)
+        assert j.apply_suppressions(run, "s", "real", transactional=False) == (1, 0)
+        cap = FrequencyCap(1, timedelta(hours=24), defer=True)
+        now = datetime.now(UTC)
+        # phones 0 and 1 got one each from run a; phone 2 is pending there: counted
+        assert j.apply_caps(run, "s", "real", cap, now) == (3, 0)
+        assert j.message_counts(run, "s") == {"deferred": 3, "suppressed": 1}
+        # a rehearsal counts rehearsals only: nothing against them, released
+        assert j.apply_caps(run, "s", "sandbox", cap, now) == (0, 3)
+        assert j.apply_caps(run, "s", "real", cap, now) == (3, 0)
+        release = j.next_cap_release(run, "s", "real", cap, now)
+        assert (
+            release is not None
+            and now + timedelta(hours=23) < release <= now + cap.window
+        )
+        tomorrow = now + timedelta(hours=25)
+        assert j.apply_caps(run, "s", "real", cap, tomorrow) == (0, 3)
+        assert j.unsuppress([phones[3]]) == 1
+        assert j.apply_suppressions(run, "s", "real", transactional=False) == (0, 1)
+        assert j.message_counts(run, "s") == {"queued": 4}
+        assert [s.phone for s in j.suppressions("sandbox")] == [phones[2]]
+    finally:
+        j.close()

@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from runner.engine.context import RunContext, StepResult
+from runner.engine.holds import learn_stops
 from runner.engine.reads import retry_read, step_result
 from runner.model.campaign import CheckReportAction, Expect, Step
 from runner.providers.base import (
@@ -69,6 +70,7 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
     details: dict[str, Any] = {}
     polls = 0
     final = False
+    stops: set[str] = set()
     while True:
         polls += 1
         try:
@@ -81,6 +83,7 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
             latest[d.to] = d
         counts.update(report.counts)
         details.update(report.details)
+        stops.update(report.optouts)
         cursor = report.cursor
         ctx.log.emit(
             "report.polled",
@@ -101,6 +104,8 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
             continue
         if ctx.stop.wait(every):
             break
+    if stops:  # kept even when the report ends short of final: a STOP is a STOP
+        learn_stops(ctx, step, action.provider, sorted(stops))
     if ctx.stop.is_set():
         return step_result("interrupted", "interrupted", polls=polls)
     ctx.journal.record_deliveries(

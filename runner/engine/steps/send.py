@@ -6,6 +6,7 @@ from typing import Any
 
 from runner.audience.recipient import RecipientStats
 from runner.engine.context import RunContext, StepResult
+from runner.engine.holds import hold_back, learn_refusals, next_release
 from runner.engine.plan import plan, renderings
 from runner.engine.progress import Ticker
 from runner.engine.reads import step_result
@@ -36,6 +37,7 @@ def send(ctx: RunContext, step: Step) -> StepResult:
     refused = render_verdict(ctx, step, action, detail)
     if refused is not None:
         return refused
+    hold_back(ctx, step)  # suppressed numbers and frequency caps, from the journal
     if ctx.options.dry_run:
         counts = journal.message_counts(run_id, step.id)
         return step_result(
@@ -73,6 +75,7 @@ def send(ctx: RunContext, step: Step) -> StepResult:
                 break
     finally:
         progress.stop()
+    learn_refusals(ctx, step, action.providers)
     if control is not None and control.cancelled():
         by = control.state.by or "someone"
         n = journal.cancel(run_id, step.id, None, f"cancelled by {by}")
@@ -98,6 +101,15 @@ def send(ctx: RunContext, step: Step) -> StepResult:
                 {"planned": True, "counts": counts},
                 resume,
             )
+    release = None if ctx.stop.is_set() or rounds.down else next_release(ctx, step)
+    if release is not None:  # over the frequency cap now: the rest when it allows
+        counts = journal.message_counts(run_id, step.id)
+        return StepResult(
+            "paused",
+            f"{counts.get('deferred', 0)} deferred by the frequency cap",
+            {"planned": True, "counts": counts},
+            max(release, ctx.clock()),
+        )
     return judge(ctx, step, action, tally, rounds, detail)
 
 

@@ -15,6 +15,7 @@ from runner.engine.reads import step_result
 from runner.engine.rounds import RoundsResult, refusal
 from runner.engine.tally import Tally
 from runner.journal.queries import Cause
+from runner.journal.tables import NOT_SENT_BY_CHOICE
 from runner.model.campaign import SendAction, Step
 
 
@@ -30,7 +31,7 @@ def render_verdict(
         if c.kind == "template"
     ]
     failed = sum(c.count for c in causes)
-    total = sum(counts.values()) - counts.get("cancelled", 0)
+    total = meant(counts)
     if not failed or action.max_failed.allows(failed, total):
         return None
     sent = counts.get("sent", 0)
@@ -65,8 +66,12 @@ def judge(
     }
     if ctx.stop.is_set():
         return step_result("interrupted", "interrupted", **summary)
-    total = sum(counts.values()) - counts.get("cancelled", 0)
+    total = meant(counts)
     if not total:
+        held = sum(counts.get(s, 0) for s in NOT_SENT_BY_CHOICE)
+        if held:  # every recipient suppressed, capped or cancelled: nothing to do
+            text = _summary(counts, tally, [])
+            return step_result("succeeded", f"nothing to send: {text}", **summary)
         return step_result("failed", "no recipient to send to", **summary)
     failed_causes = journal.causes(run_id, step.id, "failed")
     text = _summary(counts, tally, failed_causes)
@@ -98,6 +103,11 @@ def judge(
     return step_result("succeeded", text, **summary)
 
 
+def meant(counts: dict[str, int]) -> int:
+    """The messages a step means to send: not those skipped by choice."""
+    return sum(counts.values()) - sum(counts.get(s, 0) for s in NOT_SENT_BY_CHOICE)
+
+
 def explain(causes: list[Cause]) -> str:
     """``template 'promo' variant 'en': undefined variable 'nmae' x793 (first:
     contacts.csv:12 ...)``: one entry per cause, the commonest first."""
@@ -113,8 +123,9 @@ def _summary(counts: dict[str, int], tally: Tally, failed: list[Cause]) -> str:
     parts = [f"sent {counts.get('sent', 0)}", f"failed {counts.get('failed', 0)}"]
     if counts.get("unknown"):
         parts.append(f"unknown {counts['unknown']}")
-    if counts.get("cancelled"):
-        parts.append(f"cancelled {counts['cancelled']}")
+    for held in (*NOT_SENT_BY_CHOICE, "deferred"):
+        if counts.get(held):
+            parts.append(f"{held} {counts[held]}")
     if tally.retries:
         parts.append(f"retries {tally.retries}")
     text = ", ".join(parts)

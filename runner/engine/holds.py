@@ -1,0 +1,102 @@
+"""What the journal says a send step may not send now, whichever campaign asks:
+numbers on the suppression list, and numbers over their frequency cap.
+
+Applied to a step's queued rows each time it is about to dispatch (a resumed or
+deferred step too), and learnt from what providers tell: a STOP reply in a
+report, a refusal that says the person opted out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from runner.engine.context import RunContext
+from runner.journal.store import now_iso
+from runner.journal.suppressions import Suppression
+from runner.model.campaign import FrequencyCap, Step
+from runner.model.timeparse import parse_cap
+
+
+@dataclass(frozen=True)
+class Held:
+    suppressed: int = 0
+    capped: int = 0  # or deferred, when the cap defers
+    released: int = 0  # back to queued: off the list, or the cap allows now
+
+
+def run_mode(ctx: RunContext) -> str:
+    run = ctx.journal.get_run(ctx.run_id) or {}
+    return str(run.get("mode") or "real")
+
+
+def cap_of(ctx: RunContext) -> FrequencyCap | None:
+    """The campaign's own cap, else the one its daemon gives every campaign."""
+    if ctx.campaign.per_recipient is not None:
+        return ctx.campaign.per_recipient
+    if not ctx.options.per_recipient:
+        return None
+    count, window = parse_cap(ctx.options.per_recipient)
+    return FrequencyCap(count, window, defer=ctx.options.on_cap == "defer")
+
+
+def hold_back(ctx: RunContext, step: Step) -> Held:
+    """Mark the step's queued messages the journal forbids now; say so."""
+    journal, run_id = ctx.journal, ctx.run_id
+    mode = run_mode(ctx)
+    transactional = ctx.campaign.kind == "transactional"
+    suppressed, freed = journal.apply_suppressions(run_id, step.id, mode, transactional)
+    capped = released = 0
+    cap = cap_of(ctx)
+    if cap is not None:
+        capped, released = journal.apply_caps(run_id, step.id, mode, cap, ctx.clock())
+    held = Held(suppressed, capped, freed + released)
+    if suppressed or capped or held.released:
+        ctx.log.emit(
+            "step.held",
+            run_id,
+            step.id,
+            suppressed=suppressed,
+            capped=capped if cap is None or not cap.defer else 0,
+            deferred=capped if cap is not None and cap.defer else 0,
+            released=held.released,
+            cap=str(cap) if cap is not None else None,
+        )
+    return held
+
+
+def next_release(ctx: RunContext, step: Step) -> datetime | None:
+    """When a deferred message of the step may go (None: none is deferred)."""
+    cap = cap_of(ctx)
+    if cap is None or not cap.defer:
+        return None
+    return ctx.journal.next_cap_release(
+        ctx.run_id, step.id, run_mode(ctx), cap, ctx.clock()
+    )
+
+
+def learn_refusals(ctx: RunContext, step: Step, providers: Iterable[str]) -> int:
+    """Numbers a provider refused as opted out join the suppression list."""
+    added = 0
+    mode = run_mode(ctx)
+    for name in providers:
+        codes = sorted(ctx.providers[name].optout_codes)
+        source = f"refused by {name} as opted out (run {ctx.run_id}, step {step.id})"
+        added += ctx.journal.suppress_refused(ctx.run_id, step.id, codes, mode, source)
+    if added:
+        ctx.log.emit("suppression.added", ctx.run_id, step.id, count=added, why="optout")
+    return added
+
+
+def learn_stops(ctx: RunContext, step: Step, provider: str, phones: Iterable[str]) -> int:
+    """Numbers that replied STOP join the suppression list (scope marketing)."""
+    mode = "sandbox" if run_mode(ctx) == "sandbox" else "real"
+    source = f"STOP reply via {provider} (run {ctx.run_id}, step {step.id})"
+    at = now_iso()
+    added = ctx.journal.suppress(
+        Suppression(p, mode, "marketing", "stop", source, at) for p in phones
+    )
+    if added:
+        ctx.log.emit("suppression.added", ctx.run_id, step.id, count=added, why="stop")
+    return added

@@ -1,0 +1,235 @@
+"""Recipients across campaigns: the suppression list and frequency caps.
+
+Both act on a send step's ``queued`` rows (never called, so changing them is
+safe) right before it dispatches, in one statement each: a suppressed number
+becomes ``suppressed``, one over its cap ``capped`` (or ``deferred``, sent when
+the cap allows). A number taken off the list goes back to ``queued`` the next
+time its step dispatches. Rehearsals (mode ``sandbox``) keep their own STOPs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from runner.journal.store import Store, now_iso
+from runner.journal.tables import messages, runs, suppressions
+from runner.model.campaign import FrequencyCap as Cap
+
+SCOPES = ("marketing", "all")
+COUNTED = ("sent", "pending", "unknown")  # may have reached the person
+
+
+@dataclass(frozen=True)
+class Suppression:
+    phone: str
+    mode: str  # real | sandbox
+    scope: str  # marketing | all
+    reason: str  # stop | optout | manual
+    source: str
+    added_at: str
+
+
+def modes_for(mode: str) -> tuple[str, ...]:
+    """The lists a run of ``mode`` honours: a rehearsal honours the real one too."""
+    return ("real", "sandbox") if mode == "sandbox" else ("real",)
+
+
+class SuppressionRecords(Store):
+    def suppress(self, entries: Iterable[Suppression]) -> int:
+        """Add entries; a number already listed keeps its first entry, widened
+        to scope ``all`` when a new one says so. Returns how many are new."""
+        rows = {(e.phone, e.mode): e for e in entries}
+        if not rows:
+            return 0
+        added = 0
+        with self.connect() as conn:
+            known = {
+                (p, m): scope
+                for p, m, scope in conn.execute(
+                    sa.select(
+                        suppressions.c.phone, suppressions.c.mode, suppressions.c.scope
+                    ).where(suppressions.c.phone.in_([p for p, _ in rows]))
+                )
+            }
+            fresh = [e for key, e in rows.items() if key not in known]
+            if fresh:
+                conn.execute(
+                    suppressions.insert(),
+                    [
+                        {
+                            "phone": e.phone,
+                            "mode": e.mode,
+                            "scope": e.scope,
+                            "reason": e.reason,
+                            "source": e.source,
+                            "added_at": e.added_at or now_iso(),
+                        }
+                        for e in fresh
+                    ],
+                )
+                added = len(fresh)
+            for (phone, mode), e in rows.items():
+                if known.get((phone, mode)) == "marketing" and e.scope == "all":
+                    conn.execute(
+                        suppressions.update()
+                        .where(suppressions.c.phone == phone, suppressions.c.mode == mode)
+                        .values(scope="all")
+                    )
+        return added
+
+    def unsuppress(self, phones: Sequence[str], mode: str = "real") -> int:
+        with self.connect() as conn:
+            res = conn.execute(
+                suppressions.delete().where(
+                    suppressions.c.phone.in_(list(phones)), suppressions.c.mode == mode
+                )
+            )
+            return int(res.rowcount)
+
+    def suppressions(self, mode: str | None = None) -> list[Suppression]:
+        q = sa.select(suppressions).order_by(
+            suppressions.c.added_at, suppressions.c.phone
+        )
+        if mode is not None:
+            q = q.where(suppressions.c.mode == mode)
+        with self.connect() as conn:
+            return [Suppression(**dict(r)) for r in conn.execute(q).mappings()]
+
+    def apply_suppressions(
+        self, run_id: str, step_id: str, mode: str, transactional: bool
+    ) -> tuple[int, int]:
+        """The step's queued rows whose number is listed become ``suppressed``;
+        its suppressed rows whose number left the list are ``queued`` again.
+        Returns (suppressed now, released)."""
+        listed: sa.ColumnElement[bool] = suppressions.c.mode.in_(modes_for(mode))
+        if transactional:  # a marketing-only STOP spares a PIN the person asked for
+            listed = sa.and_(listed, suppressions.c.scope == "all")
+        match = (
+            sa.select(suppressions.c.reason)
+            .where(suppressions.c.phone == messages.c.phone, listed)
+            .limit(1)
+            .scalar_subquery()
+        )
+        step = (messages.c.run_id == run_id, messages.c.step_id == step_id)
+        with self.connect() as conn:
+            released = conn.execute(
+                messages.update()
+                .where(*step, messages.c.status == "suppressed", match.is_(None))
+                .values(
+                    status="queued", error_kind=None, error_code=None, error_detail=None
+                )
+            ).rowcount
+            suppressed = conn.execute(
+                messages.update()
+                .where(*step, messages.c.status == "queued", match.is_not(None))
+                .values(
+                    status="suppressed",
+                    error_kind="suppressed",
+                    error_code=match,
+                    error_detail="on the suppression list",
+                )
+            ).rowcount
+        return int(suppressed), int(released)
+
+    def suppress_refused(
+        self, run_id: str, step_id: str, codes: Sequence[str], mode: str, source: str
+    ) -> int:
+        """Numbers of the step the provider refused as opted out (``codes``)
+        join the list (scope marketing). Returns how many are new."""
+        if not codes:
+            return 0
+        with self.connect() as conn:
+            phones = [
+                str(p)
+                for (p,) in conn.execute(
+                    sa.select(messages.c.phone).where(
+                        messages.c.run_id == run_id,
+                        messages.c.step_id == step_id,
+                        messages.c.status == "failed",
+                        messages.c.error_code.in_(list(codes)),
+                    )
+                )
+            ]
+        return self.suppress(
+            Suppression(p, _listed_mode(mode), "marketing", "optout", source, "")
+            for p in phones
+        )
+
+    def apply_caps(
+        self, run_id: str, step_id: str, mode: str, cap: Cap, now: datetime
+    ) -> tuple[int, int]:
+        """The step's queued rows whose number already got ``cap.count`` messages
+        (or has them under way) in the window, from any other step or campaign
+        of this mode, become ``capped`` (``deferred`` when the cap defers); its
+        deferred rows the cap allows now are ``queued`` again. Returns (held
+        now, released)."""
+        since = (now - cap.window).isoformat(timespec="milliseconds")
+        other = messages.alias("other")
+        got = (
+            sa.select(sa.func.count())
+            .select_from(other.join(runs, runs.c.id == other.c.run_id))
+            .where(
+                other.c.phone == messages.c.phone,
+                other.c.status.in_(COUNTED),
+                other.c.sent_at >= since,
+                runs.c.mode == mode,
+                sa.not_(sa.and_(other.c.run_id == run_id, other.c.step_id == step_id)),
+            )
+            .scalar_subquery()
+        )
+        step = (messages.c.run_id == run_id, messages.c.step_id == step_id)
+        held = "deferred" if cap.defer else "capped"
+        why = f"over the frequency cap {cap}"
+        with self.connect() as conn:
+            released = conn.execute(
+                messages.update()
+                .where(*step, messages.c.status == "deferred", got < cap.count)
+                .values(status="queued", error_kind=None, error_detail=None)
+            ).rowcount
+            n = conn.execute(
+                messages.update()
+                .where(*step, messages.c.status == "queued", got >= cap.count)
+                .values(status=held, error_kind=held, error_detail=why)
+            ).rowcount
+        return int(n), int(released)
+
+    def next_cap_release(
+        self, run_id: str, step_id: str, mode: str, cap: Cap, now: datetime
+    ) -> datetime | None:
+        """When the step's earliest deferred number may be sent: the oldest
+        message counted against it leaves the window then (None: none waits)."""
+        other = messages.alias("other")
+        deferred = sa.select(messages.c.phone).where(
+            messages.c.run_id == run_id,
+            messages.c.step_id == step_id,
+            messages.c.status == "deferred",
+        )
+        q = (
+            sa.select(other.c.phone, sa.func.min(other.c.sent_at))
+            .select_from(other.join(runs, runs.c.id == other.c.run_id))
+            .where(
+                other.c.phone.in_(deferred),
+                other.c.status.in_(COUNTED),
+                other.c.sent_at >= (now - cap.window).isoformat(timespec="milliseconds"),
+                runs.c.mode == mode,
+                sa.not_(sa.and_(other.c.run_id == run_id, other.c.step_id == step_id)),
+            )
+            .group_by(other.c.phone)
+        )
+        with self.connect() as conn:
+            oldest = [str(at) for _, at in conn.execute(q) if at]
+        if not oldest:
+            return None
+        return datetime.fromisoformat(min(oldest)) + cap.window
+
+
+def _listed_mode(mode: str) -> str:
+    """A run's automatic entries go to its own list (a test send's to the real)."""
+    return "sandbox" if mode == "sandbox" else "real"
+
+
+__all__ = ["COUNTED", "SCOPES", "Suppression", "SuppressionRecords", "modes_for"]
