@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from runner.audience.recipient import RecipientStats
+from runner.audience.recipient import Recipient, RecipientStats
 from runner.audience.recipients import iter_recipients
 from runner.audience.templates import Renderer
 from runner.errors import TemplateError
 from runner.journal.journal import Journal
 from runner.journal.writer import Planned
-from runner.model.campaign import Campaign
+from runner.model.campaign import Campaign, FollowUp
 
 PLAN_BATCH = 2000
 NEVER_CALLED = frozenset({"queued"})
@@ -54,6 +54,60 @@ def renderings(
             yield Rendering(r.phone, r.row, None, 0, e)
             continue
         yield Rendering(r.phone, r.row, out.text, out.segmentation.segments)
+
+
+# what a follow-up sees of the earlier step's message, as ``previous`` in its
+# template and by name in its ``where``
+PREVIOUS = (
+    "status",
+    "provider",
+    "provider_message_id",
+    "delivery_status",
+    "delivery_code",
+    "error_kind",
+    "error_code",
+    "text",
+    "sent_at",
+)
+
+
+def follow_renderings(
+    campaign: Campaign,
+    template: str,
+    journal: Journal,
+    run_id: str,
+    follow: FollowUp,
+    stats: RecipientStats,
+) -> Iterator[Rendering]:
+    """The recipients of an earlier send step whose message matches ``follow``,
+    each with its message of ``template`` (``previous`` holds that message)."""
+    renderer = Renderer(campaign)
+    earlier = journal.messages_for(run_id, follow.step)
+    chosen: dict[str, dict[str, Any]] = {}
+    for row in earlier:
+        before: dict[str, Any] = {k: row.get(k) for k in PREVIOUS}
+        if follow.statuses and row["status"] not in follow.statuses:
+            continue
+        if follow.where:
+            context = {**before, "vars": campaign.vars}
+            if not renderer.evaluate(follow.where, context):
+                continue
+        chosen[str(row["phone"])] = before
+    stats.read = len(earlier)
+    stats.filtered_out = len(earlier) - len(chosen)
+    for r in iter_recipients(campaign):
+        if r.phone not in chosen:
+            continue
+        stats.accepted += 1
+        fields = {**r.fields, "previous": chosen.pop(r.phone)}
+        r = Recipient(r.phone, fields, r.row, r.source, r.line)
+        try:
+            out = renderer.render(template, r)
+        except TemplateError as e:
+            yield Rendering(r.phone, r.row, None, 0, e)
+            continue
+        yield Rendering(r.phone, r.row, out.text, out.segmentation.segments)
+    stats.filtered_out += len(chosen)  # no longer among the campaign's recipients
 
 
 def plan(

@@ -18,6 +18,7 @@ from runner.model.campaign import (
     CheckCreditsAction,
     CheckReportAction,
     Expect,
+    FollowUp,
     ProviderConfig,
     SendAction,
     Step,
@@ -42,6 +43,22 @@ VERB = {
 EXPECT_KEYS = frozenset(f.name for f in dataclasses.fields(Expect))
 WHEN_NAMES = frozenset({"steps", "vars"})
 MIN_NAMES = frozenset({"segments", "messages", "vars"})
+# what a follow-up's ``where`` can read of the earlier step's message
+FOLLOW_NAMES = frozenset(
+    {
+        "status",
+        "provider",
+        "provider_message_id",
+        "delivery_status",
+        "delivery_code",
+        "error_kind",
+        "error_code",
+        "text",
+        "sent_at",
+        "vars",
+    }
+)
+DELIVERY_NAMES = frozenset({"delivery_status", "delivery_code"})
 
 
 class StepChecker:
@@ -62,6 +79,7 @@ class StepChecker:
         self.template_names = list(raw) if isinstance(raw, dict) else []
         self.ids: list[str] = []  # ids of the steps seen so far, in order
         self.kinds: dict[str, str] = {}  # every step id -> its action key
+        self.sends: dict[str, SendAction] = {}  # the send steps checked so far
 
     def steps(self, value: Any) -> tuple[Step, ...] | None:
         if not isinstance(value, list):
@@ -113,6 +131,8 @@ class StepChecker:
         )
         if action is None or not isinstance(item.get("id"), str):
             return None
+        if isinstance(action, SendAction):
+            self.sends[item["id"]] = action
         return Step(
             id=item["id"],
             action=action,
@@ -144,12 +164,50 @@ class StepChecker:
             for name in names:
                 self.sender_fits((*path, "sender"), str(sender), name)
         options = spec.get("options")
+        follow = spec.get("recipients")
         return SendAction(
             providers=tuple(str(n) for n in names),
             template=str(template),
             sender=None if sender is None else str(sender),
             options=dict(options) if isinstance(options, dict) else {},
             max_failed=tolerance(spec.get("max_failed", 0)),
+            follow=self.follow_up((*path, "recipients"), follow)
+            if isinstance(follow, dict)
+            else None,
+        )
+
+    def follow_up(self, path: FieldPath, spec: dict[str, Any]) -> FollowUp | None:
+        """``recipients: {from, status, where}``: an earlier send step's outcomes,
+        and only what its provider can tell (a delivery status needs a provider
+        that reports one per recipient)."""
+        source = spec.get("from")
+        if not isinstance(source, str):
+            return None
+        self.step_ref((*path, "from"), source, send_only=True)
+        statuses = spec.get("status", [])
+        statuses = [statuses] if isinstance(statuses, str) else statuses
+        where = spec.get("where")
+        if isinstance(where, str):
+            expr = self.expression_refs((*path, "where"), where, FOLLOW_NAMES)
+            used = {n.name for n in expr.find_all(nodes.Name)} if expr else set()
+            earlier = self.sends.get(source)
+            if used & DELIVERY_NAMES and earlier is not None:
+                for name in earlier.providers:
+                    cfg = self.providers.get(name)
+                    if (
+                        cfg is not None
+                        and not providers.PROVIDERS[cfg.type].per_recipient_report
+                    ):
+                        self.c.error(
+                            (*path, "where"),
+                            f"step {source!r} sends through {name!r} ({cfg.type}), "
+                            "whose report has no delivery status per recipient: "
+                            "select by the send outcome (status:) instead",
+                        )
+        return FollowUp(
+            step=source,
+            statuses=tuple(str(x) for x in statuses if isinstance(x, str)),
+            where=where if isinstance(where, str) else None,
         )
 
     def sender_fits(self, path: FieldPath, sender: str, name: Any) -> None:
@@ -247,11 +305,11 @@ class StepChecker:
 
     def expression_refs(
         self, path: FieldPath, text: str, allowed: frozenset[str]
-    ) -> None:
+    ) -> nodes.Expr | None:
         """Compile ``text``; its names must be known and its step ids must exist."""
         expr = self.jinja.expression(path, text)
         if expr is None:
-            return
+            return None
         known = allowed | set(self.jinja.env.globals)
         for name in dict.fromkeys(n.name for n in expr.find_all(nodes.Name)):
             if name not in known:
@@ -268,6 +326,7 @@ class StepChecker:
                 arg = call.args[0] if call.args else None
                 if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
                     self.send_step_anywhere(path, arg.value)
+        return expr
 
     def send_step_anywhere(self, path: FieldPath, target: str) -> None:
         if target not in self.kinds:

@@ -112,12 +112,22 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class FollowUp:
+    """A send step's recipients taken from an earlier send step's outcomes."""
+
+    step: str  # the earlier send step
+    statuses: tuple[str, ...] = ()  # its message status among these (any if empty)
+    where: str | None = None  # a Jinja expression over its message's fields
+
+
+@dataclass(frozen=True)
 class SendAction:
     providers: tuple[str, ...]  # the first is primary; the rest are failover
     template: str
     sender: str | None = None  # the "from" short/long code or alphanumeric sender
     options: Mapping[str, Any] = field(default_factory=dict)
     max_failed: Tolerance = field(default_factory=Tolerance)
+    follow: FollowUp | None = None  # recipients: {from: ..., status/where: ...}
 
 
 @dataclass(frozen=True)

@@ -222,3 +222,87 @@ def test_a_frequency_cap_holds_across_campaigns(tmp_path: Path) -> None:
     log = events(tmp_path / "events.jsonl")
     held = [e for e in log if e["event"] == "step.held"]
     assert held[-1]["capped"] == len(sent_first) and held[-1]["cap"] == "1/24h"
+
+
+def test_a_follow_up_resends_the_undelivered_through_the_backup_once(
+    tmp_path: Path,
+) -> None:
+    """The sandbox fails the deliveries to numbers ending in 99: after the
+    report, exactly those are sent again, through the backup, with what the
+    first message was in the template."""
+    state = tmp_path / "j.db"
+    path = copy_campaign("mailup-spring-promo.yaml", tmp_path)
+    csv = tmp_path / "people.csv"
+    numbers = [f"+3460000{i:02d}{99 if i % 4 == 0 else 10 + i:02d}" for i in range(12)]
+    csv.write_text(
+        "phone,name,lang\n" + "".join(f"{n},Name {i},es\n" for i, n in enumerate(numbers))
+    )
+
+    def shape(d: dict[str, Any]) -> None:
+        d["recipients"] = {"file": "people.csv"}
+        d["providers"]["backup"] = dict(d["providers"]["mailup"])
+        d["templates"]["again"] = (
+            "Second try ({{ previous.delivery_status }}): {{ name }}"
+        )
+        report = d["steps"][2]
+        report["check_report"].update(every="500ms", expect={})
+        d["steps"] = [
+            d["steps"][1],
+            report,
+            {
+                "id": "resend",
+                "send": {
+                    "provider": "backup",
+                    "template": "again",
+                    "recipients": {
+                        "from": "blast",
+                        "where": "delivery_status == 'failed'",
+                    },
+                },
+            },
+        ]
+
+    edit(path, shape)
+    r = cli("run", str(path), "--sandbox", "--now", "--state", str(state), env=MAILUP_ENV)
+    assert r.returncode == 0, r.stdout + r.stderr
+    _, rows = journal_rows(state)
+    failed = {
+        x["phone"]
+        for x in rows
+        if x["step_id"] == "blast" and x["delivery_status"] == "failed"
+    }
+    assert failed == {n for n in numbers if n.endswith("99")}
+    resent = [x for x in rows if x["step_id"] == "resend"]
+    assert {x["phone"] for x in resent} == failed  # exactly those, once each
+    assert {(x["provider"], x["status"]) for x in resent} == {("backup", "sent")}
+    assert all(x["text"].startswith("Second try (failed): Name ") for x in resent)
+
+
+def test_a_follow_up_is_validated_against_what_the_earlier_step_can_tell(
+    tmp_path: Path,
+) -> None:
+    path = reminders(tmp_path)
+
+    def shape(d: dict[str, Any]) -> None:
+        d["steps"][2]["send"]["recipients"] = {
+            "from": "remind",
+            "where": "delivery_status == 'failed'",
+        }
+        d["steps"].append(
+            {
+                "id": "later",
+                "send": {
+                    "provider": "ogangi",
+                    "template": "reminder",
+                    "recipients": {"from": "nope", "status": "failed"},
+                },
+            }
+        )
+
+    edit(path, shape)
+    r = cli("validate", str(path), env=OGANGI_ENV)
+    assert r.returncode == 1
+    said = r.stdout
+    assert "steps[2].send.recipients.where: step 'remind' sends through 'ogangi'" in said
+    assert "select by the send outcome (status:) instead" in said
+    assert "steps[3].send.recipients.from: unknown step 'nope'" in said

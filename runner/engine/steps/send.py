@@ -7,7 +7,7 @@ from typing import Any
 from runner.audience.recipient import RecipientStats
 from runner.engine.context import RunContext, StepResult
 from runner.engine.holds import hold_back, learn_refusals, next_release
-from runner.engine.plan import plan, renderings
+from runner.engine.plan import follow_renderings, plan, renderings
 from runner.engine.progress import Ticker
 from runner.engine.reads import step_result
 from runner.engine.rounds import send_rounds
@@ -125,14 +125,14 @@ def _plan(ctx: RunContext, step: Step, action: SendAction) -> dict[str, Any]:
         return detail
     stats = RecipientStats()
     ctx.recipient_stats = stats
-    result = plan(
-        journal,
-        run_id,
-        step.id,
-        action.providers[0],
-        renderings(ctx.campaign, action.template, stats),
-        rerender=again,
+    messages = (
+        follow_renderings(
+            ctx.campaign, action.template, journal, run_id, action.follow, stats
+        )
+        if action.follow is not None
+        else renderings(ctx.campaign, action.template, stats)
     )
+    result = plan(journal, run_id, step.id, action.providers[0], messages, rerender=again)
     counts = stats.as_dict()
     detail = {"planned": True, "recipients": counts}
     for bad in stats.invalid_rows:
