@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 import unicodedata
+from collections import Counter
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from runner.audience import render as batch
 from runner.audience.encoding import GSM7, UCS2
 from runner.audience.preview import Tally, render_all, send_steps
 from runner.audience.recipient import RecipientStats
+from runner.audience.recipients import iter_recipients
 from runner.audience.render import Message
+from runner.audience.zones import ZoneFinder
 from runner.commands.args import add_state
+from runner.engine.scheduler import next_window_open
 from runner.errors import UsageError
 from runner.journal.journal import Journal
 from runner.journal.where import locate
@@ -108,6 +114,8 @@ def preview(
         out.write(f"step {t.step} (template {t.template}):\n")
         _table(t.shown, out)
     _summary(campaign, merge.tallies, merge.stats, out)
+    for line in zone_lines(campaign, [s for s, _ in steps]):
+        out.write(line + "\n")
     if merge.on_list:
         out.write(
             f"suppressed: {merge.on_list:,} of the accepted recipients are on the "
@@ -261,3 +269,28 @@ def suppressed_keys(state: str | None, campaign: Campaign) -> frozenset[int]:
     return frozenset(
         int(r.phone.lstrip("+")) for r in rows if not transactional or r.scope == "all"
     )
+
+
+def zone_lines(
+    campaign: Campaign, step_ids: list[str], now: datetime | None = None
+) -> list[str]:
+    """Per zone, for each send step whose window is on the recipients' clocks:
+    how many recipients, and when the window opens there."""
+    now = now or datetime.now(UTC)
+    lines = []
+    for step in campaign.steps:
+        window = step.timing.window
+        if step.id not in step_ids or window is None or not window.per_recipient:
+            continue
+        find = ZoneFinder(window, campaign.timezone)
+        counts = Counter(find(r.phone, r.fields) for r in iter_recipients(campaign))
+        lines.append(
+            f"step {step.id}: window {window.start:%H:%M}-{window.end:%H:%M} on each "
+            f"recipient's clock, at {now:%Y-%m-%d %H:%M} UTC:"
+        )
+        for zone, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            tz = ZoneInfo(zone)
+            opens = next_window_open(window, now, tz)
+            when = "open now" if opens == now else f"opens {opens:%Y-%m-%d %H:%M %Z}"
+            lines.append(f"  {zone}: {n:,} recipients, {when}")
+    return lines

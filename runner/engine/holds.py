@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from runner.engine.context import RunContext
+from runner.engine.scheduler import in_window, next_window_open
 from runner.journal.store import now_iso
 from runner.journal.suppressions import Suppression
 from runner.model.campaign import FrequencyCap, Step
@@ -24,6 +26,8 @@ class Held:
     suppressed: int = 0
     capped: int = 0  # or deferred, when the cap defers
     released: int = 0  # back to queued: off the list, or the cap allows now
+    waiting: int = 0  # in zones where the step's window is closed now
+    open_zones: frozenset[str] = frozenset()  # where it is open (recipient windows)
 
 
 def run_mode(ctx: RunContext) -> str:
@@ -45,14 +49,23 @@ def hold_back(ctx: RunContext, step: Step) -> Held:
     """Mark the step's queued messages the journal forbids now; say so."""
     journal, run_id = ctx.journal, ctx.run_id
     mode = run_mode(ctx)
+    waiting = woken = 0
+    opened: frozenset[str] = frozenset()
+    window = step.timing.window
+    if window is not None and window.per_recipient and not ctx.options.ignore_windows:
+        now = ctx.clock()
+        zones = journal.step_zones(run_id, step.id)
+        opened = frozenset(z for z in zones if in_window(window, now, ZoneInfo(z)))
+        why = "outside the sending window in the recipient's time zone"
+        waiting, woken = journal.apply_zones(run_id, step.id, opened, why)
     transactional = ctx.campaign.kind == "transactional"
     suppressed, freed = journal.apply_suppressions(run_id, step.id, mode, transactional)
     capped = released = 0
     cap = cap_of(ctx)
     if cap is not None:
         capped, released = journal.apply_caps(run_id, step.id, mode, cap, ctx.clock())
-    held = Held(suppressed, capped, freed + released)
-    if suppressed or capped or held.released:
+    held = Held(suppressed, capped, freed + released + woken, waiting, opened)
+    if suppressed or capped or held.released or waiting:
         ctx.log.emit(
             "step.held",
             run_id,
@@ -61,9 +74,24 @@ def hold_back(ctx: RunContext, step: Step) -> Held:
             capped=capped if cap is None or not cap.defer else 0,
             deferred=capped if cap is not None and cap.defer else 0,
             released=held.released,
+            waiting=waiting,
+            open_zones=sorted(opened),
             cap=str(cap) if cap is not None else None,
         )
     return held
+
+
+def next_zone_opening(ctx: RunContext, step: Step) -> datetime | None:
+    """The next time the step's window opens in a zone that has messages waiting."""
+    window = step.timing.window
+    if window is None or not window.per_recipient:
+        return None
+    now = ctx.clock()
+    waiting = ctx.journal.step_zones(ctx.run_id, step.id)
+    closed = [z for z in waiting if not in_window(window, now, ZoneInfo(z))]
+    if not closed:
+        return None
+    return min(next_window_open(window, now, ZoneInfo(z)) for z in closed)
 
 
 def next_release(ctx: RunContext, step: Step) -> datetime | None:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from runner.audience.recipient import Recipient, RecipientStats
 from runner.audience.recipients import iter_recipients
 from runner.audience.templates import Renderer
+from runner.audience.zones import ZoneFinder
 from runner.errors import TemplateError
 from runner.journal.journal import Journal
 from runner.journal.writer import Planned
@@ -33,6 +34,7 @@ class Rendering(NamedTuple):
     text: str | None
     segments: int
     error: TemplateError | None = None
+    zone: str | None = None  # the recipient's, when the step's window is theirs
 
 
 @dataclass(frozen=True)
@@ -43,17 +45,27 @@ class PlanResult:
 
 
 def renderings(
-    campaign: Campaign, template: str, stats: RecipientStats | None = None
+    campaign: Campaign,
+    template: str,
+    stats: RecipientStats | None = None,
+    zones: ZoneFinder | None = None,
 ) -> Iterator[Rendering]:
-    """The campaign's recipients, each with its message of ``template``."""
+    """The campaign's recipients, each with its message of ``template`` (and
+    with ``zones``, its time zone)."""
     renderer = Renderer(campaign)
     for r in iter_recipients(campaign, stats):
-        try:
-            out = renderer.render(template, r)
-        except TemplateError as e:
-            yield Rendering(r.phone, r.row, None, 0, e)
-            continue
-        yield Rendering(r.phone, r.row, out.text, out.segmentation.segments)
+        yield _rendering(renderer, template, r, zones)
+
+
+def _rendering(
+    renderer: Renderer, template: str, r: Recipient, zones: ZoneFinder | None
+) -> Rendering:
+    zone = zones(r.phone, r.fields) if zones is not None else None
+    try:
+        out = renderer.render(template, r)
+    except TemplateError as e:
+        return Rendering(r.phone, r.row, None, 0, e, zone)
+    return Rendering(r.phone, r.row, out.text, out.segmentation.segments, None, zone)
 
 
 # what a follow-up sees of the earlier step's message, as ``previous`` in its
@@ -78,6 +90,7 @@ def follow_renderings(
     run_id: str,
     follow: FollowUp,
     stats: RecipientStats,
+    zones: ZoneFinder | None = None,
 ) -> Iterator[Rendering]:
     """The recipients of an earlier send step whose message matches ``follow``,
     each with its message of ``template`` (``previous`` holds that message)."""
@@ -101,12 +114,7 @@ def follow_renderings(
         stats.accepted += 1
         fields = {**r.fields, "previous": chosen.pop(r.phone)}
         r = Recipient(r.phone, fields, r.row, r.source, r.line)
-        try:
-            out = renderer.render(template, r)
-        except TemplateError as e:
-            yield Rendering(r.phone, r.row, None, 0, e)
-            continue
-        yield Rendering(r.phone, r.row, out.text, out.segmentation.segments)
+        yield _rendering(renderer, template, r, zones)
     stats.filtered_out += len(chosen)  # no longer among the campaign's recipients
 
 
@@ -184,4 +192,5 @@ def _planned(run_id: str, step_id: str, provider: str, m: Rendering, seq: int) -
         error_kind="template" if error else None,
         error_code=error.problem if error else None,
         error_detail=str(error) if error else None,
+        zone=m.zone,
     )

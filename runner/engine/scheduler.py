@@ -61,8 +61,10 @@ def start_time(
             t = max(t, prev_end + step.timing.after)
         if isinstance(step.action, WaitAction):
             t = max(t, prev_end + step.action.duration)
-    if step.timing.window is not None and not ignore_windows:
-        t = next_window_open(step.timing.window, t, tz)
+    window = step.timing.window
+    # a window on each recipient's clock is applied per zone by the send itself
+    if window is not None and not window.per_recipient and not ignore_windows:
+        t = next_window_open(window, t, tz)
     return t
 
 

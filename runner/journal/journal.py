@@ -19,7 +19,7 @@ from runner.journal.leases import LeaseRecords
 from runner.journal.messages import MessageRecords
 from runner.journal.queries import Reads
 from runner.journal.runs import RunRecords
-from runner.journal.suppressions import SuppressionRecords
+from runner.journal.suppressions import SuppressionRecords, ZoneRecords
 from runner.journal.where import Where
 from runner.journal.workers import Worker, WorkerRecords
 from runner.journal.writer import JournalWriter
@@ -32,6 +32,7 @@ class Journal(
     DaemonRecords,
     WorkerRecords,
     SuppressionRecords,
+    ZoneRecords,
     Reads,
 ):
     """Runs, steps and messages of one journal database, and its writer thread."""

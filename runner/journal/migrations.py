@@ -188,9 +188,10 @@ def _shared_sending(conn: Connection) -> None:
 
 
 def _recipients(conn: Connection) -> None:
-    """Recipients across campaigns: the suppression list, and an index to count
-    what each number got lately (frequency caps)."""
+    """Recipients across campaigns: the suppression list, an index to count what
+    each number got lately (frequency caps), and each message's recipient zone."""
     conn.exec_driver_sql("CREATE INDEX ix_messages_phone ON messages (phone, sent_at)")
+    conn.exec_driver_sql("ALTER TABLE messages ADD COLUMN zone VARCHAR")
     sa.Table(
         "suppressions",
         sa.MetaData(),

@@ -187,7 +187,12 @@ class SuppressionRecords(Store):
         with self.connect() as conn:
             released = conn.execute(
                 messages.update()
-                .where(*step, messages.c.status == "deferred", got < cap.count)
+                .where(
+                    *step,
+                    messages.c.status == "deferred",
+                    messages.c.error_kind == "deferred",
+                    got < cap.count,
+                )
                 .values(status="queued", error_kind=None, error_detail=None)
             ).rowcount
             n = conn.execute(
@@ -207,6 +212,7 @@ class SuppressionRecords(Store):
             messages.c.run_id == run_id,
             messages.c.step_id == step_id,
             messages.c.status == "deferred",
+            messages.c.error_kind == "deferred",
         )
         q = (
             sa.select(other.c.phone, sa.func.min(other.c.sent_at))
@@ -227,9 +233,67 @@ class SuppressionRecords(Store):
         return datetime.fromisoformat(min(oldest)) + cap.window
 
 
+class ZoneRecords(Store):
+    """A send step whose window is on each recipient's clock: the messages of
+    zones where it is closed wait ``deferred`` (kind ``window``)."""
+
+    def step_zones(self, run_id: str, step_id: str) -> set[str]:
+        """The zones of the step's messages still to send (queued or waiting)."""
+        q = (
+            sa.select(messages.c.zone)
+            .where(
+                messages.c.run_id == run_id,
+                messages.c.step_id == step_id,
+                sa.or_(
+                    messages.c.status == "queued",
+                    sa.and_(
+                        messages.c.status == "deferred",
+                        messages.c.error_kind == "window",
+                    ),
+                ),
+            )
+            .distinct()
+        )
+        with self.connect() as conn:
+            return {str(z) for (z,) in conn.execute(q) if z}
+
+    def apply_zones(
+        self, run_id: str, step_id: str, open_zones: Iterable[str], why: str
+    ) -> tuple[int, int]:
+        """Queued rows of a closed zone wait; waiting rows of an open one are
+        queued again. Returns (held now, released)."""
+        opened = sorted(open_zones)
+        step = (messages.c.run_id == run_id, messages.c.step_id == step_id)
+        is_open = messages.c.zone.in_(opened) if opened else sa.false()
+        with self.connect() as conn:
+            released = conn.execute(
+                messages.update()
+                .where(
+                    *step,
+                    messages.c.status == "deferred",
+                    messages.c.error_kind == "window",
+                    is_open,
+                )
+                .values(status="queued", error_kind=None, error_detail=None)
+            ).rowcount
+            held = conn.execute(
+                messages.update()
+                .where(*step, messages.c.status == "queued", sa.not_(is_open))
+                .values(status="deferred", error_kind="window", error_detail=why)
+            ).rowcount
+        return int(held), int(released)
+
+
 def _listed_mode(mode: str) -> str:
     """A run's automatic entries go to its own list (a test send's to the real)."""
     return "sandbox" if mode == "sandbox" else "real"
 
 
-__all__ = ["COUNTED", "SCOPES", "Suppression", "SuppressionRecords", "modes_for"]
+__all__ = [
+    "COUNTED",
+    "SCOPES",
+    "Suppression",
+    "SuppressionRecords",
+    "ZoneRecords",
+    "modes_for",
+]

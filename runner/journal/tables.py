@@ -119,6 +119,8 @@ messages = sa.Table(
     # the process (and which of its sends) whose intent a pending row is: when
     # that process is gone, the row's outcome is unknown
     sa.Column("claimed_by", sa.String),
+    # the recipient's IANA zone, for a sending window on their own clock
+    sa.Column("zone", sa.String),
 )
 sa.Index("ix_messages_seq", messages.c.run_id, messages.c.step_id, messages.c.seq)
 # what is left to claim, found without reading what was sent

@@ -36,6 +36,7 @@ class Planned:
     error_kind: str | None = None
     error_code: str | None = None  # the same for every recipient of one mistake
     error_detail: str | None = None
+    zone: str | None = None  # the recipient's, for a window on their own clock
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,8 @@ RETURNING messages.seq, messages.phone, messages.text, messages.segments,
 _INSERT_PLANNED = """
 INSERT INTO messages (
   run_id, step_id, phone, seq, idem_key, provider, status, attempts, segments,
-  text, source_row, created_at, error_kind, error_code, error_detail
-) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
+  text, source_row, created_at, error_kind, error_code, error_detail, zone
+) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 # A campaign file changed under an unfinished run: messages never called are
@@ -189,6 +190,7 @@ def _insert_planned(conn: Connection, sql: str, rows: Sequence[Planned]) -> None
                 r.error_kind,
                 r.error_code,
                 r.error_detail,
+                r.zone,
             )
             for r in rows
         ],

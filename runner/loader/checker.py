@@ -273,7 +273,20 @@ class Checker:
             self.error(hours_path, f"the window {hours!r} opens and closes at once")
             return None
         days = tuple(DAYS.index(d) for d in days_spec if d in DAYS)
-        return Window(start=start, end=end, days=tuple(sorted(set(days))))
+        spec = value if isinstance(value, dict) else {}
+        field = spec.get("timezone_field")
+        if spec.get("timezone") != "recipient":
+            for key in ("timezone_field", "several_zones"):
+                if key in spec:
+                    self.error((*path, key), f"{key} needs timezone: recipient")
+        return Window(
+            start=start,
+            end=end,
+            days=tuple(sorted(set(days))),
+            per_recipient=spec.get("timezone") == "recipient",
+            zone_field=field if isinstance(field, str) else None,
+            several_zones=str(spec.get("several_zones", "campaign")),
+        )
 
     def clock(self, path: FieldPath, text: str) -> time | None:
         h, _, m = text.strip().partition(":")

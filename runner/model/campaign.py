@@ -83,6 +83,10 @@ class Window:
     start: time
     end: time
     days: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+    # each recipient's own clock (timezone: recipient), from this field or the number
+    per_recipient: bool = False
+    zone_field: str | None = None
+    several_zones: str = "campaign"  # campaign | first
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,121 @@ def test_on_cap_defer_sends_the_held_messages_when_the_window_allows(
         sandbox.stop()
         log.close()
         journal.close()
+
+
+def test_a_window_on_each_recipients_clock_sends_the_open_zones_and_waits(
+    tmp_path: Path,
+) -> None:
+    """09:00-20:00 in each recipient's zone, at Monday 10:00 UTC: Madrid (11:00)
+    and Tokyo (19:00) are sent now, New York (05:00) at its 09:00 opening."""
+    path = copy_campaign("mailup-spring-promo.yaml", tmp_path)
+    madrid, new_york, tokyo, by_field = (
+        "+34600000001",
+        "+12125550123",
+        "+819012345678",
+        "+34600000002",
+    )
+
+    def apply(d: dict[str, Any]) -> None:
+        d["recipients"] = [
+            {"phone": madrid, "name": "Ana"},
+            {"phone": new_york, "name": "Bob"},
+            {"phone": tokyo, "name": "Chie"},
+            {"phone": by_field, "name": "Dan", "tz": "America/New_York"},
+        ]
+        d["steps"] = [d["steps"][1]]
+        d["steps"][0]["window"] = {
+            "hours": "09:00-20:00",
+            "timezone": "recipient",
+            "timezone_field": "tz",
+        }
+
+    edit(path, apply)
+    campaign, _ = load_campaign(path, env={})
+    options, redactor = resolve_options(campaign, {}, sandbox=True)
+    sandbox, urls = start_for(campaign, options)
+    journal = Journal(tmp_path / "j.db")
+    log = EventLog(tmp_path / "events.jsonl", redact=redactor)
+    providers = build_providers(campaign, options, urls)
+    pauses: list[dict[str, Any]] = []
+    stop = threading.Event()
+    original_emit = log.emit
+
+    def emit(event: str, *args: object, **kw: object) -> None:
+        original_emit(event, *args, **kw)  # type: ignore[arg-type]
+        if event == "step.paused":
+            pauses.append(dict(kw))
+            stop.set()
+
+    log.emit = emit  # type: ignore[method-assign]
+    monday = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    try:
+        first = run_campaign(
+            campaign,
+            journal=journal,
+            log=log,
+            providers=providers,
+            options=RunOptions(now=True),
+            stop=stop,
+            clock=lambda: monday,
+        )
+        assert first.exit_code == 130
+        got = {m.to for m in sandbox.emulators["mailup"].messages}
+        assert got == {madrid.lstrip("+"), tokyo.lstrip("+")}
+        [pause] = pauses
+        assert datetime.fromisoformat(str(pause["until"])) == datetime(
+            2026, 12, 7, 14, 0, tzinfo=UTC
+        )  # 09:00 in New York
+        zones = {r["phone"]: r["zone"] for r in journal.messages_for(first.run_id)}
+        assert zones == {
+            madrid: "Europe/Madrid",  # the campaign's, among Spain's two
+            new_york: "America/New_York",
+            tokyo: "Asia/Tokyo",
+            by_field: "America/New_York",  # the field wins over the number
+        }
+        opened = datetime(2026, 12, 7, 14, 0, 1, tzinfo=UTC)
+        again = run_campaign(
+            campaign,
+            journal=journal,
+            log=log,
+            providers=providers,
+            options=RunOptions(now=True, resume=first.run_id),
+            clock=lambda: opened,
+        )
+        assert again.exit_code == 0
+        assert journal.message_counts(first.run_id, "blast") == {"sent": 4}
+        received = [m.to for m in sandbox.emulators["mailup"].messages]
+        assert sorted(received) == sorted(p.lstrip("+") for p in zones)  # once each
+    finally:
+        for p in providers.values():
+            p.close()
+        sandbox.stop()
+        log.close()
+        journal.close()
+
+
+def test_preview_counts_each_zone_and_says_when_its_window_opens(tmp_path: Path) -> None:
+    from runner.commands.preview import zone_lines
+
+    path = copy_campaign("mailup-spring-promo.yaml", tmp_path)
+
+    def apply(d: dict[str, Any]) -> None:
+        d["recipients"] = [
+            {"phone": "+34600000001"},
+            {"phone": "+12125550123"},
+            {"phone": "+12125550124"},
+            {"phone": "+819012345678"},
+        ]
+        d["steps"] = [d["steps"][1]]
+        d["steps"][0]["window"] = {"hours": "09:00-20:00", "timezone": "recipient"}
+
+    edit(path, apply)
+    campaign, _ = load_campaign(path, env={})
+    lines = zone_lines(campaign, ["blast"], datetime(2026, 12, 7, 10, 0, tzinfo=UTC))
+    assert lines == [
+        "step blast: window 09:00-20:00 on each recipient's clock, "
+        "at 2026-12-07 10:00 UTC:",
+        "  America/New_York: 2 recipients, opens 2026-12-07 09:00 EST",
+        "  Asia/Tokyo: 1 recipients, open now",
+        "  Europe/Madrid: 1 recipients, open now",
+    ]

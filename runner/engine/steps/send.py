@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from runner.audience.recipient import RecipientStats
+from runner.audience.zones import ZoneFinder
 from runner.engine.context import RunContext, StepResult
-from runner.engine.holds import hold_back, learn_refusals, next_release
+from runner.engine.holds import (
+    hold_back,
+    learn_refusals,
+    next_release,
+    next_zone_opening,
+)
 from runner.engine.plan import follow_renderings, plan, renderings
 from runner.engine.progress import Ticker
 from runner.engine.reads import step_result
@@ -37,7 +44,8 @@ def send(ctx: RunContext, step: Step) -> StepResult:
     refused = render_verdict(ctx, step, action, detail)
     if refused is not None:
         return refused
-    hold_back(ctx, step)  # suppressed numbers and frequency caps, from the journal
+    # suppressed numbers, frequency caps and the recipients' own windows
+    held = hold_back(ctx, step)
     if ctx.options.dry_run:
         counts = journal.message_counts(run_id, step.id)
         return step_result(
@@ -50,11 +58,12 @@ def send(ctx: RunContext, step: Step) -> StepResult:
     tz = ctx.campaign.timezone
 
     def window_open() -> bool:
-        return (
-            window is None
-            or ctx.options.ignore_windows
-            or in_window(window, ctx.clock(), tz)
-        )
+        if window is None or ctx.options.ignore_windows:
+            return True
+        if window.per_recipient:  # still open in every zone being sent to
+            now = ctx.clock()
+            return all(in_window(window, now, ZoneInfo(z)) for z in held.open_zones)
+        return in_window(window, ctx.clock(), tz)
 
     def keep_going() -> bool:
         return window_open() and not ctx.halted()
@@ -86,6 +95,24 @@ def send(ctx: RunContext, step: Step) -> StepResult:
             counts=journal.message_counts(run_id, step.id),
         )
     if (
+        not ctx.stop.is_set()
+        and window is not None
+        and window.per_recipient
+        and not ctx.options.ignore_windows
+        and not rounds.down
+    ):
+        # a zone closed mid-send: sort again at once; else the next opening
+        opening = ctx.clock() if not window_open() else next_zone_opening(ctx, step)
+        if opening is not None:
+            counts = journal.message_counts(run_id, step.id)
+            return StepResult(
+                "paused",
+                f"{counts.get('deferred', 0)} waiting for the window in their own "
+                "time zone",
+                {"planned": True, "counts": counts},
+                opening,
+            )
+    elif (
         not ctx.stop.is_set()
         and window is not None
         and not window_open()
@@ -125,12 +152,18 @@ def _plan(ctx: RunContext, step: Step, action: SendAction) -> dict[str, Any]:
         return detail
     stats = RecipientStats()
     ctx.recipient_stats = stats
+    window = step.timing.window
+    zones = (
+        ZoneFinder(window, ctx.campaign.timezone)
+        if window is not None and window.per_recipient
+        else None
+    )
     messages = (
         follow_renderings(
-            ctx.campaign, action.template, journal, run_id, action.follow, stats
+            ctx.campaign, action.template, journal, run_id, action.follow, stats, zones
         )
         if action.follow is not None
-        else renderings(ctx.campaign, action.template, stats)
+        else renderings(ctx.campaign, action.template, stats, zones)
     )
     result = plan(journal, run_id, step.id, action.providers[0], messages, rerender=again)
     counts = stats.as_dict()
