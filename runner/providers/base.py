@@ -17,6 +17,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
+import requests
 import urllib3.exceptions as ue
 
 from runner import __version__
@@ -265,29 +266,55 @@ class Provider:
         """
         try:
             return self.http.request(method, url, **kwargs)
-        except (ue.NewConnectionError, ue.NameResolutionError) as e:
-            # refused, unknown host, unreachable: nothing was written
-            return CallError(ErrorKind.TRANSIENT, "connection", _short(_root_cause(e)))
-        except ue.ConnectTimeoutError:
-            return CallError(ErrorKind.TRANSIENT, "connect-timeout", "connect timed out")
-        except ue.ReadTimeoutError:
-            return CallError(
-                ErrorKind.TRANSIENT, "timeout", "no answer in time", may_have_acted=True
-            )
-        except ue.SSLError as e:
-            return CallError(ErrorKind.TRANSIENT, "tls", _short(str(e)))
-        except ue.ProxyError as e:
-            return CallError(ErrorKind.TRANSIENT, "proxy", _short(_root_cause(e)))
-        except (ue.ProtocolError, OSError) as e:
-            # dropped or cut short after the request went out
-            return CallError(
-                ErrorKind.TRANSIENT,
-                "connection",
-                _short(_root_cause(e)),
-                may_have_acted=True,
-            )
-        except (ue.HTTPError, ValueError) as e:  # undecodable body, malformed URL
+        except (requests.RequestException, ue.HTTPError, OSError) as e:
+            return _classified(e)
+        except ValueError as e:  # a malformed URL or body
             return CallError(ErrorKind.PROTOCOL, "request", _short(str(e)))
+
+
+def _classified(error: BaseException) -> CallError:
+    """A failure below HTTP, by the urllib3 error (under requests' wrapping, if
+    any): only what certainly happened before the request was written is safe
+    to repeat."""
+    e = _underlying(error)
+    # NewConnectionError subclasses ConnectTimeoutError: it goes first
+    if isinstance(e, ue.NewConnectionError | ue.NameResolutionError):
+        # refused, unknown host, unreachable: nothing was written
+        return CallError(ErrorKind.TRANSIENT, "connection", _short(_root_cause(e)))
+    if isinstance(e, ue.ConnectTimeoutError):
+        return CallError(ErrorKind.TRANSIENT, "connect-timeout", "connect timed out")
+    if isinstance(e, ue.ReadTimeoutError):
+        return CallError(
+            ErrorKind.TRANSIENT, "timeout", "no answer in time", may_have_acted=True
+        )
+    if isinstance(e, ue.SSLError):
+        return CallError(ErrorKind.TRANSIENT, "tls", _short(str(e)))
+    if isinstance(e, ue.ProxyError):
+        return CallError(ErrorKind.TRANSIENT, "proxy", _short(_root_cause(e)))
+    if isinstance(e, ue.ProtocolError) or (
+        isinstance(e, OSError) and not isinstance(e, requests.RequestException)
+    ):
+        # dropped or cut short after the request went out
+        return CallError(
+            ErrorKind.TRANSIENT, "connection", _short(_root_cause(e)), may_have_acted=True
+        )
+    # undecodable body, malformed URL, a scheme requests cannot send
+    return CallError(ErrorKind.PROTOCOL, "request", _short(str(e)))
+
+
+def _underlying(e: BaseException) -> BaseException:
+    """The urllib3 (or OS) error requests wrapped, through any MaxRetryError."""
+    for _ in range(6):
+        if isinstance(e, requests.RequestException) and e.args:
+            inner = e.args[0]
+            if isinstance(inner, BaseException):
+                e = inner
+                continue
+        if isinstance(e, ue.MaxRetryError) and e.reason is not None:
+            e = e.reason
+            continue
+        break
+    return e
 
 
 def http_error(resp: Response, *, acted: bool = False) -> CallError:

@@ -1,80 +1,57 @@
-"""The providers' HTTP transport: urllib3 pools, explicit timeouts, no redirects.
+"""The providers' HTTP transport: one ``requests.Session`` per provider, explicit
+timeouts, no retries, no redirects.
 
-Why urllib3 and not ``requests.Session``: a send is one small request, and the
-session's per-call work (settings merge, hooks, cookie extraction, model objects)
-doubled the client CPU of a send; with 32 sender threads sharing one GIL that was the
-runner's throughput ceiling (``bench/throughput.py``, latency case). urllib3 is what
-requests sends with, so pooling, TLS verification and proxies behave as they did.
+TLS verification, the CA bundle (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``,
+certifi), proxies with ``NO_PROXY`` and the cookie jar are requests' own. A call
+skips ``Session.request`` and goes through the session's own adapter: the
+request is prepared with requests' ``PreparedRequest``, the environment's
+settings come from ``Session.merge_environment_settings`` (read once per origin,
+not on every call) and ``HTTPAdapter.send`` sends it on the adapter's pool. That
+keeps the per-call work that requests does on top (settings merged again,
+hooks, redirect handling) off the send path, where it used to cap throughput
+(``bench/throughput.py``).
 
-Redirects are never followed: none of the documented APIs redirects, and following
-one on a send would replay a non-idempotent call to somewhere else.
+The engine owns retries (it knows which calls may have acted), so the adapter
+retries nothing. Redirects are never followed: none of the documented APIs
+redirects, and following one on a send would replay a non-idempotent call to
+somewhere else. The body is read before a call returns, so every failure to
+read it is a failure of the call (classified by ``Provider.request``).
 """
 
 from __future__ import annotations
 
-import http.cookiejar
-import json as jsonlib
-import os
 import threading
-import urllib.request
-from base64 import b64encode
 from collections.abc import Mapping
-from email.message import Message
 from typing import Any
-from urllib.parse import SplitResult, urlencode, urlsplit
+from urllib.parse import urlsplit
 
-import certifi
-import urllib3
+import requests
+from requests.adapters import HTTPAdapter
+from requests.cookies import extract_cookies_to_jar
+from requests.structures import CaseInsensitiveDict
+from requests.utils import (
+    check_header_validity,
+    get_encoding_from_headers,
+    select_proxy,
+)
+from urllib3.exceptions import ClosedPoolError
 from urllib3.util import Timeout
 
 Params = Mapping[str, Any] | None
+Response = requests.Response
 
 
-class Response:
-    """What a provider reads of an answer: status, headers, body."""
-
-    __slots__ = ("_text", "content", "headers", "status_code", "url")
-
-    def __init__(
-        self, status_code: int, headers: Mapping[str, str], content: bytes, url: str
-    ) -> None:
-        self.status_code = status_code
-        self.headers = headers  # case-insensitive (urllib3's HTTPHeaderDict)
-        self.content = content
-        self.url = url
-        self._text: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """2xx: the request was taken (a redirect is not followed, so it was not)."""
-        return 200 <= self.status_code < 300
-
-    @property
-    def text(self) -> str:
-        """The body decoded with its declared charset (UTF-8 when none is given);
-        undecodable bytes are replaced, since text is only ever quoted."""
-        if self._text is None:
-            msg = Message()
-            msg["Content-Type"] = self.headers.get("Content-Type", "")
-            charset = msg.get_content_charset() or "utf-8"
-            try:
-                self._text = self.content.decode(charset, errors="replace")
-            except LookupError:  # an unknown charset name
-                self._text = self.content.decode("utf-8", errors="replace")
-        return self._text
-
-    def json(self) -> Any:
-        """The body as JSON; raises ValueError when it is not."""
-        return jsonlib.loads(self.content)
+def taken(resp: Response) -> bool:
+    """2xx: the request was taken (a 3xx is not followed, so it was not)."""
+    return 200 <= resp.status_code < 300
 
 
 class Transport:
     """Pooled HTTP(S) for one provider, safe to share between sender threads.
 
     ``pool_size`` connections are kept per origin, so a send with concurrency N
-    never opens a connection per message. The environment (proxies, CA bundle) is
-    read once here, not on every call. ``cookies`` keeps a session's cookies
-    (Tellody's login) in a standard cookie jar.
+    never opens a connection per message. ``cookies`` keeps a session's cookies
+    (Tellody's login) in the session's jar; without it none are kept.
     """
 
     def __init__(
@@ -86,20 +63,32 @@ class Transport:
         ca_bundle: str | None = None,
         cookies: bool = False,
     ) -> None:
-        env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        self._pool_kw: dict[str, Any] = {
-            "maxsize": pool_size,
-            "cert_reqs": "CERT_REQUIRED",  # never off for a provider
-            "ca_certs": ca_bundle or env_ca or certifi.where(),
+        self.session = requests.Session()
+        self.adapter = HTTPAdapter(
+            pool_connections=8, pool_maxsize=pool_size, max_retries=0
+        )
+        self.session.mount("http://", self.adapter)
+        self.session.mount("https://", self.adapter)
+        # never off for a provider: a CA bundle of the provider's, else the
+        # environment's (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE), else certifi
+        self.verify: str | bool = ca_bundle or True
+        self.timeout = timeout
+        self.headers = {
+            "User-Agent": user_agent,
+            "Accept-Encoding": "gzip, deflate",
+            "Accept": "*/*",
         }
-        self.timeout = Timeout(connect=timeout[0], read=timeout[1])
-        self.user_agent = user_agent
-        self.cookies = http.cookiejar.CookieJar() if cookies else None
-        self._proxies = urllib.request.getproxies_environment()
-        self._direct = urllib3.PoolManager(num_pools=4, **self._pool_kw)
-        self._via: dict[str, urllib3.ProxyManager] = {}
-        self._routes: dict[tuple[str, str], Any] = {}
+        for header in self.headers.items():
+            check_header_validity(header)
+        self._headers = CaseInsensitiveDict(self.headers)
+        self.keeps_cookies = cookies
+        self._timeout = Timeout(connect=timeout[0], read=timeout[1])
+        self._routes: dict[tuple[str, str], tuple[Any, bool, Any]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def cookies(self) -> requests.cookies.RequestsCookieJar | None:
+        return self.session.cookies if self.keeps_cookies else None
 
     def request(
         self,
@@ -113,99 +102,103 @@ class Transport:
         auth: tuple[str, str] | None = None,
         timeout: tuple[float, float] | None = None,
     ) -> Response:
-        """One call; raises urllib3's exceptions for failures below HTTP."""
-        if params:
-            url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
-        hdrs = {
-            "User-Agent": self.user_agent,
-            "Accept-Encoding": "gzip, deflate",
-            "Accept": "*/*",
-        }
-        body: bytes | None = None
-        if json is not None:
-            body = jsonlib.dumps(json).encode()
-            hdrs["Content-Type"] = "application/json"
-        elif data is not None:
-            body = urlencode(data, doseq=True).encode()
-            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
-        if auth is not None:
-            pair = f"{auth[0]}:{auth[1]}".encode()
-            hdrs["Authorization"] = "Basic " + b64encode(pair).decode()
+        """One call, its body read; raises requests' exceptions for failures
+        below HTTP."""
+        # PreparedRequest.prepare() step by step, without the hooks and cookie
+        # jar a call without them does not need (a tenth of a send's CPU)
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(method)
+        if params or not url.isascii():
+            prepared.prepare_url(url, params)
+        else:  # built already quoted by the provider: requests would re-quote it
+            prepared.url = url
         if headers:
-            hdrs.update(headers)
-        cookie_req = None
-        if self.cookies is not None:
-            cookie_req = urllib.request.Request(url, method=method)
-            self.cookies.add_cookie_header(cookie_req)
-            if cookie := cookie_req.get_header("Cookie"):
-                hdrs["Cookie"] = cookie
-        route, target = self._route(url)
-        raw = route.urlopen(
-            method,
-            target,
-            body=body,
-            headers=hdrs,
-            redirect=False,
-            retries=False,
-            assert_same_host=False,
-            timeout=self.timeout
+            prepared.prepare_headers({**self.headers, **headers})
+        else:  # ours, checked once
+            prepared.headers = self._headers.copy()
+        if self.keeps_cookies:
+            prepared.prepare_cookies(self.session.cookies)
+        prepared.prepare_body(data or None, None, json)
+        if auth is not None:
+            prepared.prepare_auth(auth, url)
+        call_timeout = (
+            self._timeout
             if timeout is None
-            else Timeout(connect=timeout[0], read=timeout[1]),
-            preload_content=True,
+            else Timeout(connect=timeout[0], read=timeout[1])
         )
-        if cookie_req is not None and self.cookies is not None:
-            # the jar reads only .info().get_all() of the response it is given
-            source: Any = _CookieSource(raw.headers)
-            self.cookies.extract_cookies(source, cookie_req)
-        return Response(raw.status, raw.headers, raw.data, url)
+        for _ in range(2):
+            pool, target = self._route(prepared)
+            try:
+                raw = pool.urlopen(
+                    method,
+                    target,
+                    body=prepared.body,
+                    headers=prepared.headers,
+                    redirect=False,
+                    assert_same_host=False,
+                    preload_content=True,  # read now: a cut body fails this call
+                    decode_content=True,
+                    retries=self.adapter.max_retries,
+                    timeout=call_timeout,
+                )
+                break
+            except ClosedPoolError:  # evicted from the adapter: nothing was sent
+                self._routes.clear()
+        else:
+            raise ClosedPoolError(None, "connection pool closed")  # type: ignore[arg-type]
+        resp = _response(prepared, raw)
+        if self.keeps_cookies:
+            extract_cookies_to_jar(self.session.cookies, prepared, raw)
+        return resp
 
     def cookie(self, name: str) -> str | None:
-        for c in self.cookies or ():
-            if c.name == name:
-                return c.value
-        return None
+        return self.session.cookies.get(name) if self.keeps_cookies else None
 
     def forget_cookies(self) -> None:
-        if self.cookies is not None:
-            self.cookies.clear()
+        self.session.cookies.clear()
 
     def close(self) -> None:
-        self._direct.clear()
-        for manager in self._via.values():
-            manager.clear()
+        self.session.close()
 
-    def _route(self, url: str) -> tuple[Any, str]:
-        """The pool for ``url``'s origin and what to ask it (a path, or the whole
-        URL through a proxy), cached per origin."""
+    def _route(self, prepared: requests.PreparedRequest) -> tuple[Any, str]:
+        """The adapter's connection pool for the request's origin (through a
+        proxy from the environment unless NO_PROXY says not) and what to ask it:
+        settled once per origin, as ``Session.send`` would settle it every call."""
+        url = str(prepared.url)
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
-        pool = self._routes.get(key)
-        if pool is None:
+        route = self._routes.get(key)
+        if route is None:
             with self._lock:
-                pool = self._routes[key] = self._new_route(parts.scheme, parts)
-        if isinstance(pool, urllib3.ProxyManager):
-            return pool, url
-        path = parts.path or "/"
-        return pool, f"{path}?{parts.query}" if parts.query else path
+                env = self.session.merge_environment_settings(
+                    url, {}, False, self.verify, None
+                )
+                pool = self.adapter.get_connection_with_tls_context(
+                    prepared, env["verify"], env["proxies"], env["cert"]
+                )
+                proxied = bool(select_proxy(url, env["proxies"]))
+                route = self._routes[key] = (pool, proxied, env["proxies"])
+        pool, proxied, proxies = route
+        target = (
+            self.adapter.request_url(prepared, proxies) if proxied else prepared.path_url
+        )
+        return pool, target
 
-    def _new_route(self, scheme: str, parts: SplitResult) -> Any:
-        host = parts.hostname
-        proxy = self._proxies.get(scheme)
-        if proxy and host and not urllib.request.proxy_bypass(host):  # NO_PROXY
-            if proxy not in self._via:
-                self._via[proxy] = urllib3.ProxyManager(proxy, **self._pool_kw)
-            return self._via[proxy]
-        return self._direct.connection_from_host(host, port=parts.port, scheme=scheme)
 
-
-class _CookieSource:
-    """The two methods of a urllib response that ``CookieJar.extract_cookies`` uses."""
-
-    def __init__(self, headers: Any) -> None:
-        self._headers = headers
-
-    def info(self) -> _CookieSource:
-        return self
-
-    def get_all(self, name: str, default: Any = None) -> Any:
-        return self._headers.getlist(name) or default
+def _response(prepared: requests.PreparedRequest, raw: Any) -> Response:
+    """requests' Response of a urllib3 answer, as ``HTTPAdapter.build_response``
+    makes it, its body already read; with no declared charset, UTF-8 (not
+    requests' guess, nor ISO-8859-1 for text/*)."""
+    resp = Response()
+    resp.status_code = raw.status
+    resp.headers = CaseInsensitiveDict(raw.headers)
+    resp.encoding = get_encoding_from_headers(resp.headers)
+    if "charset" not in resp.headers.get("Content-Type", "").lower():
+        resp.encoding = "utf-8"
+    resp.raw = raw
+    resp.reason = raw.reason
+    resp.url = str(prepared.url)
+    resp.request = prepared
+    resp._content = raw.data
+    resp._content_consumed = True  # type: ignore[attr-defined]
+    return resp

@@ -37,7 +37,7 @@ from runner.providers.base import (
     json_object,
     protocol_error,
 )
-from runner.providers.http import Response
+from runner.providers.http import Response, taken
 from runner.providers.mailup_report import Reports, shape
 from runner.providers.mailup_token import TokenCache
 
@@ -148,7 +148,7 @@ class MailUp(Provider):
     def _send_result(self, resp: Response) -> SendResult:
         data = json_object(resp)
         if data is None:
-            if resp.ok:  # the request was taken, the answer is garbage: may have sent
+            if taken(resp):  # the request was taken, the answer is garbage: may have sent
                 return SendResult(
                     error=self._protocol("send answer is not JSON", resp.text, acted=True)
                 )
@@ -158,7 +158,7 @@ class MailUp(Provider):
         payload: dict[str, Any] = (
             data["Data"] if isinstance(data.get("Data"), dict) else {}
         )
-        if code in ("0", _SENT_NO_ID) and (resp.ok or code == _SENT_NO_ID):
+        if code in ("0", _SENT_NO_ID) and (taken(resp) or code == _SENT_NO_ID):
             delivery_id = payload.get("DeliveryId")
             if code == "0" and (
                 not isinstance(delivery_id, int) or isinstance(delivery_id, bool)
@@ -179,7 +179,7 @@ class MailUp(Provider):
             acted = kind is ErrorKind.TRANSIENT and not _NOT_SENT.search(desc)
             error = CallError(kind, code, desc or what, may_have_acted=acted)
             return SendResult(status=code, error=error)
-        if resp.ok:
+        if taken(resp):
             return SendResult(
                 error=self._protocol("unexpected send answer", resp.text, acted=True)
             )

@@ -43,7 +43,7 @@ from runner.providers.base import (
     json_object,
     protocol_error,
 )
-from runner.providers.http import Response
+from runner.providers.http import Response, taken
 
 # Option defaults (schemas/providers/tatango.schema.json says the same).
 DEFAULTS: Mapping[str, Any] = {
@@ -129,7 +129,7 @@ class Tatango(Provider):
         )
         if isinstance(resp, CallError):
             return SendResult(error=self._clean(resp))
-        if not resp.ok:
+        if not taken(resp):
             # 401 auth, 422 content/number refused, 429 rate limited (Retry-After);
             # a 500 may come after the message went out.
             return SendResult(error=self._http_error(resp, acted=True))
@@ -229,7 +229,7 @@ class Tatango(Provider):
             raise ProviderCallError(
                 dataclasses.replace(self._clean(resp), may_have_acted=False)
             )
-        if not resp.ok:
+        if not taken(resp):
             raise ProviderCallError(self._http_error(resp))
         data = json_object(resp)
         if data is None:

@@ -794,8 +794,13 @@ def test_two_daemons_on_postgresql_a_standby_takes_over_when_the_leader_dies(
             assert standby.events("daemon.standby")[0]["reason"] == (
                 "another daemon leads the schedule of this journal"
             )
-            roles = sorted(d.role for d in read_status(state).daemons if d.alive())
-            assert roles == ["leader", "standby"]  # status names them both
+
+            def roles() -> list[str]:
+                return sorted(d.role for d in read_status(state).daemons if d.alive())
+
+            # status names them both (the standby's first heartbeat may follow
+            # its standby event by a moment)
+            wait_for(lambda: roles() == ["leader", "standby"], "both in status")
             port = ports["b"] if standby is b else ports["a"]
             health = wait_for(
                 lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2),
