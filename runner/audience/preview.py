@@ -43,7 +43,7 @@ class Tally:
     by_encoding: Counter[str] = field(default_factory=Counter)
     failed: int = 0
     failures: list[str] = field(default_factory=list)
-    by_text: int = 0  # UCS-2 messages due to a few non-GSM characters in the text
+    by_text: int = 0  # UCS-2 messages due to non-GSM characters in the text
     by_data: int = 0  # ... only in the recipient's data
     culprits: Counter[str] = field(default_factory=Counter)
     shown: list[tuple[str, Message]] = field(default_factory=list)

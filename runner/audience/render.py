@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 PARALLEL_BYTES = 2 * 1024 * 1024  # smaller files: one process (startup ~0.1 s)
 CHUNK_LINES = 2000
-FEW_NON_GSM = 3  # UCS-2 because of this many distinct characters at most: warn
 COLUMNS = (
     "step",
     "template",
@@ -184,14 +183,11 @@ class Job:
                 if s.encoding != UCS2:
                     kinds[i] += GSM
                     forced[i] += NOT_FORCED
-                elif len(s.non_gsm) <= FEW_NON_GSM:
+                else:  # every UCS-2 message warns, however many characters did it
                     kinds[i] += UNICODE
                     in_text = any(c in source for c in s.non_gsm)
                     forced[i] += BY_TEXT if in_text else BY_DATA
                     culprits[i].update(s.non_gsm)
-                else:
-                    kinds[i] += UNICODE
-                    forced[i] += NOT_FORCED
                 if writing:
                     counts = (s.encoding, s.units, s.segments)
                     parts.append(record(i, step, name, r, phone, *counts, text, ""))

@@ -9,7 +9,8 @@ empty string in 100,000 texts) and no autoescaping (SMS is plain text).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from types import MappingProxyType
@@ -25,6 +26,7 @@ from runner.audience.encoding import (
     GSM7_EXTENSION,
     UCS2,
     Segmentation,
+    needs_ucs2,
     segment,
 )
 from runner.audience.phones import mask_phone
@@ -73,12 +75,49 @@ def first_name(value: object) -> str:
     return words[0] if words else ""
 
 
+_GSM_SAFE_KEYS = frozenset(chr(c) for c in _GSM_SAFE)
+
+
 def gsm(value: object) -> str:
     """Replace typographic quotes, dashes, ellipses and odd spaces with GSM-7 ones.
 
     One curly apostrophe makes a message UCS-2 and can double its segments.
     """
     return str(value).translate(_GSM_SAFE)
+
+
+def translit(value: object) -> str:
+    """``gsm``, and Latin letters outside GSM-7 to their plain letter (``á`` ->
+    ``a``, ``ç`` -> ``c``, ``ł`` stays): accents traded for 160 characters a
+    segment. Letters GSM-7 has (``é``, ``ñ``, ``ü``, ``à``) are kept."""
+    text = str(value).translate(_GSM_SAFE)
+    if not needs_ucs2(text):
+        return text
+    return "".join(_plain(ch) for ch in text)
+
+
+def _plain(ch: str) -> str:
+    if ch in GSM7_BASIC or ch in GSM7_EXTENSION:
+        return ch
+    base = "".join(
+        c for c in unicodedata.normalize("NFD", ch) if not unicodedata.combining(c)
+    )
+    if base and all(c in GSM7_BASIC for c in base):
+        return base
+    return ch
+
+
+def filter_hint(chars: Iterable[str]) -> str:
+    """The filter that would make these characters GSM-7, in words ("" when
+    none would: an emoji, a Greek name)."""
+    chars = list(chars)
+    if any(ch in _GSM_SAFE_KEYS for ch in chars):
+        return "the gsm filter replaces typographic quotes and dashes in a value"
+    accents = [ch for ch in chars if _plain(ch) != ch]
+    if accents:
+        shown = ", ".join(f"{ch} -> {_plain(ch)}" for ch in accents[:3])
+        return f"the translit filter trades accents for GSM-7 letters: {shown}"
+    return ""
 
 
 def _as_datetime(value: object, tz: tzinfo) -> datetime | date:
@@ -140,6 +179,7 @@ def make_environment(tz: tzinfo) -> SandboxedEnvironment:
         datetime=_formatter(tz, DEFAULT_DATETIME),
         date=_formatter(tz, DEFAULT_DATE),
         gsm=gsm,
+        translit=translit,
     )
     return env
 

@@ -18,6 +18,7 @@ from runner.audience.preview import Tally, render_all, send_steps
 from runner.audience.recipient import RecipientStats
 from runner.audience.recipients import iter_recipients
 from runner.audience.render import Message
+from runner.audience.templates import filter_hint
 from runner.audience.zones import ZoneFinder
 from runner.commands.args import add_state
 from runner.engine.scheduler import next_window_open
@@ -194,10 +195,10 @@ def _ucs2_warnings(campaign: Campaign, t: Tally) -> list[str]:
             f"its text has {_names(in_text)}"
         )
     if t.by_data:
+        hint = filter_hint(in_data)
         lines.append(
             f"{lead} {t.by_data:,} of {t.messages:,} messages are UCS-2 {cost} because "
-            f"of {_names(in_data)} in recipient data (the gsm filter replaces "
-            "typographic quotes and dashes in a value)"
+            f"of {_names(in_data)} in recipient data" + (f" ({hint})" if hint else "")
         )
     return lines
 

@@ -106,6 +106,10 @@ def test_filters() -> None:
     assert render("{{ t | gsm }}", t="It’s “great” — really…") == (
         'It\'s "great" - really...'
     )
+    # translit: accents GSM-7 lacks go, those it has stay; other scripts stay
+    text = render("{{ t | translit }}", t="Ramón Martínez, ¿qué tal? Ça’s Łódź")
+    assert text == "Ramon Martinez, ¿qué tal? Ça's Łodz"
+    assert segment(render("{{ t | translit }}", t="áíóú ñ")).encoding == "GSM-7"
 
 
 def test_a_bad_date_names_the_recipient() -> None:

@@ -82,15 +82,23 @@ def test_ucs2_warning_names_the_character_and_where_it_is() -> None:
     _, out, _ = run(campaign)
     warnings = [line for line in out.splitlines() if line.startswith("warning:")]
     assert warnings == [
-        "warning: template 't': 2 of 3 messages are UCS-2 (70 characters a segment, "
+        "warning: template 't': 3 of 3 messages are UCS-2 (70 characters a segment, "
         "not 160) because its text has '’' (U+2019 RIGHT SINGLE QUOTATION MARK)"
     ]
     campaign = make_campaign(inline=inline, templates={"t": "It's {{ name }}'s day"})
     _, out, _ = run(campaign)
     warnings = [line for line in out.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1
-    assert "1 of 3 messages are UCS-2" in warnings[0]
-    assert "'😀' (U+1F600 GRINNING FACE) in recipient data" in warnings[0]
+    # every UCS-2 message warns, the Greek name's many letters too (issue 17)
+    assert "2 of 3 messages are UCS-2" in warnings[0]
+    assert "'😀' (U+1F600 GRINNING FACE)" in warnings[0]
+    assert "in recipient data" in warnings[0] and " more" in warnings[0]
+    # four distinct typographic characters in the text: still a warning
+    campaign = make_campaign(inline=inline[:1], templates={"t": "it’s “great” — really…"})
+    _, out, _ = run(campaign)
+    warned = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "1 of 1 messages are UCS-2" in warned[0]
+    assert "U+2026 HORIZONTAL ELLIPSIS" in warned[0]
 
 
 def test_render_failures_exit_1_with_reasons() -> None:
