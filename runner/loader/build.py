@@ -21,6 +21,7 @@ def build(c: Checker) -> Campaign | None:
     provider_configs = sections.providers(c, d.get("providers"))
     recipients = sections.recipients(c, jinja, d.get("recipients"))
     templates = sections.templates(c, jinja, d.get("templates"))
+    sections.template_names(c, jinja, d.get("templates"), recipients, d.get("vars"))
     steps = StepChecker(c, jinja, provider_configs, templates).steps(d.get("steps"))
     schedule = c.schedule(d.get("schedule"))
     sandbox = c.sandbox(d.get("sandbox"), region)

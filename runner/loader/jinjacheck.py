@@ -7,16 +7,21 @@ it is mapped to the line in the YAML file (or in the template file).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import tzinfo
+from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.parser import Parser
 
 from runner.audience.templates import make_environment
 from runner.loader import schema
 from runner.loader.checker import Checker
 from runner.loader.yamlload import FieldPath, Pos
+
+# what every template has besides the recipient's fields (Renderer.context)
+# and, in a follow-up step, the earlier message
+TEMPLATE_NAMES = frozenset({"vars", "campaign", "now", "recipient", "previous"})
 
 
 class JinjaChecker:
@@ -55,6 +60,55 @@ class JinjaChecker:
         for _, message in self._unknown_names(expr):
             self.checker.error(path, message)
         return expr
+
+    def names(
+        self,
+        path: FieldPath,
+        text: str,
+        fields: Collection[str] | None,
+        where: str,
+        vars_: Mapping[str, Any],
+        *,
+        file: str | None = None,
+    ) -> None:
+        """Names a template uses that nothing gives it: a recipient field the
+        data has not (``fields``: the CSV header or the inline rows' keys, None
+        when unknown), a key ``vars`` has not. A name the template tests with
+        ``is defined`` or gives a ``default`` is left alone."""
+        try:
+            ast = self.env.parse(text)
+            undeclared = meta.find_undeclared_variables(ast)
+        except TemplateError:
+            return  # reported by template()
+        guarded = {
+            n.name
+            for node in ast.find_all((nodes.Test, nodes.Filter))
+            if node.name in ("defined", "undefined", "default", "d")
+            for n in node.find_all(nodes.Name)
+        }
+        if fields is not None:
+            known = set(fields) | set(self.env.globals) | TEMPLATE_NAMES
+            for name in sorted(undeclared - known - guarded):
+                line = next(n.lineno for n in ast.find_all(nodes.Name) if n.name == name)
+                columns = ", ".join(sorted(fields)[:8]) or "none"
+                more = schema.hint(name, sorted(fields))
+                msg = f"undefined variable {name!r}: no such field in {where} ({columns})"
+                self._report(path, f"{msg}.{more}" if more else msg, line, file)
+        for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+            target = getattr(node, "node", None)
+            if not (isinstance(target, nodes.Name) and target.name == "vars"):
+                continue
+            if isinstance(node, nodes.Getattr):
+                key: Any = node.attr
+            elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+                key = node.arg.value
+            else:
+                continue
+            if key in vars_ or "vars" in guarded:
+                continue
+            more = schema.hint(str(key), sorted(str(k) for k in vars_))
+            msg = f"vars has no {key!r}"
+            self._report(path, f"{msg}.{more}" if more else msg, node.lineno, file)
 
     def _unknown_names(self, ast: nodes.Node) -> list[tuple[int, str]]:
         found: list[tuple[int, str]] = []

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.audience.phones import InvalidPhone, PhoneNormalizer
+from runner.audience.sources import codec, read_layout
+from runner.errors import RecipientError
 from runner.loader import schema
 from runner.loader.checker import Checker
 from runner.loader.jinjacheck import JinjaChecker
@@ -274,3 +276,51 @@ def frequency_cap(c: Checker, value: Any) -> FrequencyCap | None:
         c.error(("limits", "per_recipient"), str(e))
         return None
     return FrequencyCap(count, window, defer=value.get("on_cap") == "defer")
+
+
+def template_names(
+    c: Checker,
+    jinja: JinjaChecker,
+    value: Any,
+    source: RecipientSource | None,
+    vars_: Any,
+) -> None:
+    """Every template's names against what the recipients and ``vars`` have: the
+    CSV header is read (not the file), inline rows' keys are known; JSON Lines
+    rows may differ, so their fields are not checked."""
+    if not isinstance(value, dict) or source is None:
+        return
+    fields, where = recipient_fields(source)
+    known_vars = vars_ if isinstance(vars_, dict) else {}
+    for name, spec in value.items():
+        path: FieldPath = ("templates", name)
+        if isinstance(spec, str):
+            jinja.names(path, spec, fields, where, known_vars)
+        elif isinstance(spec, dict) and isinstance(spec.get("file"), str):
+            file = c.path.parent / spec["file"]
+            text = read_template(c, path, file) if file.is_file() else None
+            if text is not None:
+                jinja.names(path, text, fields, where, known_vars, file=str(file))
+        elif isinstance(spec, dict) and isinstance(spec.get("variants"), dict):
+            for key, text in spec["variants"].items():
+                if isinstance(text, str):
+                    jinja.names((*path, "variants", key), text, fields, where, known_vars)
+
+
+def recipient_fields(source: RecipientSource) -> tuple[set[str] | None, str]:
+    """The fields every recipient may have, and where they come from in words."""
+    if source.inline is not None:
+        return {str(k) for row in source.inline for k in row}, "the inline recipients"
+    if source.file is None or not source.file.is_file():
+        return None, ""
+    fmt = source.format or RECIPIENT_SUFFIXES.get(source.file.suffix.lower())
+    if fmt != "csv":
+        return None, ""
+    try:
+        encoding = codec(source.encoding, source.file.name)
+        layout = read_layout(
+            source.file, source.file.name, encoding, "csv", source.delimiter, ""
+        )
+    except (RecipientError, UnicodeDecodeError, OSError):
+        return None, ""  # reported when the file is read
+    return set(layout.header), f"{source.file.name}'s header"

@@ -215,3 +215,35 @@ def test_an_expectation_the_provider_cannot_evaluate_is_an_error(
         f".expect.{key}: provider '{provider}' ({provider}) cannot evaluate {key}: "
         f"its report has {why}"
     ) in out
+
+
+def test_names_a_template_uses_that_nothing_gives_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV header without the field, a vars key that is not there: each at the
+    template's own line, with a hint; guarded names are left alone."""
+    shutil.copytree(CAMPAIGNS / "data", tmp_path / "data")
+    data = yaml.safe_load((CAMPAIGNS / "mailup-spring-promo.yaml").read_text())
+    data["templates"]["promo"] = (
+        "Hi {{ nmae }},\n"
+        "{{ vars.shopp }} {{ vars['code'] }}\n"
+        "{% if coupon is defined %}{{ coupon }}{% endif %}{{ extra | default('') }}\n"
+        "{% for x in [1] %}{{ x }}{% endfor %}{{ recipient.city }} {{ now }}"
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    code = main(["validate", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    errors = [line for line in out.splitlines() if ": templates.promo:" in line]
+    line = next(
+        i + 1 for i, text in enumerate(path.read_text().splitlines()) if "nmae" in text
+    )
+    where = [e.split(": templates.promo: ")[0].rsplit(":", 1)[0] for e in errors]
+    said = [e.split(": templates.promo: ")[1] for e in errors]
+    assert where == [f"{path}:{line}", f"{path}:{line + 1}"]
+    assert said == [
+        "undefined variable 'nmae': no such field in spring-contacts.csv's header "
+        "(city, lang, name, phone). Perhaps you meant 'name'?",
+        "vars has no 'shopp'. Perhaps you meant 'shop'?",
+    ]

@@ -206,10 +206,8 @@ def test_preview_counts_each_zone_and_says_when_its_window_opens(tmp_path: Path)
 
     def apply(d: dict[str, Any]) -> None:
         d["recipients"] = [
-            {"phone": "+34600000001"},
-            {"phone": "+12125550123"},
-            {"phone": "+12125550124"},
-            {"phone": "+819012345678"},
+            {"phone": p, "name": "Ana"}
+            for p in ("+34600000001", "+12125550123", "+12125550124", "+819012345678")
         ]
         d["steps"] = [d["steps"][1]]
         d["steps"][0]["window"] = {"hours": "09:00-20:00", "timezone": "recipient"}
