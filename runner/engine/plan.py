@@ -20,7 +20,7 @@ from runner.audience.zones import ZoneFinder
 from runner.errors import TemplateError
 from runner.journal.journal import Journal
 from runner.journal.writer import Planned
-from runner.model.campaign import Campaign, FollowUp
+from runner.model.campaign import PREVIOUS_FIELDS, Campaign, FollowUp
 
 PLAN_BATCH = 2000
 NEVER_CALLED = frozenset({"queued"})
@@ -68,21 +68,6 @@ def _rendering(
     return Rendering(r.phone, r.row, out.text, out.segmentation.segments, None, zone)
 
 
-# what a follow-up sees of the earlier step's message, as ``previous`` in its
-# template and by name in its ``where``
-PREVIOUS = (
-    "status",
-    "provider",
-    "provider_message_id",
-    "delivery_status",
-    "delivery_code",
-    "error_kind",
-    "error_code",
-    "text",
-    "sent_at",
-)
-
-
 def follow_renderings(
     campaign: Campaign,
     template: str,
@@ -98,7 +83,7 @@ def follow_renderings(
     earlier = journal.messages_for(run_id, follow.step)
     chosen: dict[str, dict[str, Any]] = {}
     for row in earlier:
-        before: dict[str, Any] = {k: row.get(k) for k in PREVIOUS}
+        before: dict[str, Any] = {k: row.get(k) for k in PREVIOUS_FIELDS}
         if follow.statuses and row["status"] not in follow.statuses:
             continue
         if follow.where:

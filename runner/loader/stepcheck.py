@@ -14,6 +14,7 @@ from runner.loader.checker import Checker
 from runner.loader.jinjacheck import JinjaChecker
 from runner.loader.yamlload import FieldPath
 from runner.model.campaign import (
+    PREVIOUS_FIELDS,
     Action,
     CheckCreditsAction,
     CheckReportAction,
@@ -44,20 +45,7 @@ EXPECT_KEYS = frozenset(f.name for f in dataclasses.fields(Expect))
 WHEN_NAMES = frozenset({"steps", "vars"})
 MIN_NAMES = frozenset({"segments", "messages", "vars"})
 # what a follow-up's ``where`` can read of the earlier step's message
-FOLLOW_NAMES = frozenset(
-    {
-        "status",
-        "provider",
-        "provider_message_id",
-        "delivery_status",
-        "delivery_code",
-        "error_kind",
-        "error_code",
-        "text",
-        "sent_at",
-        "vars",
-    }
-)
+FOLLOW_NAMES = frozenset({*PREVIOUS_FIELDS, "vars"})
 DELIVERY_NAMES = frozenset({"delivery_status", "delivery_code"})
 
 

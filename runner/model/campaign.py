@@ -115,6 +115,21 @@ class Tolerance:
         return f"{self.ratio * 100:g}%"
 
 
+# what a follow-up sees of the earlier step's message: ``previous`` in its
+# template, and the names its ``where`` may use
+PREVIOUS_FIELDS = (
+    "status",
+    "provider",
+    "provider_message_id",
+    "delivery_status",
+    "delivery_code",
+    "error_kind",
+    "error_code",
+    "text",
+    "sent_at",
+)
+
+
 @dataclass(frozen=True)
 class FollowUp:
     """A send step's recipients taken from an earlier send step's outcomes."""
