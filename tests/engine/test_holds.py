@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,48 @@ def capped_campaign(tmp: Path, name: str, **limits: str) -> Path:
     return path
 
 
+@dataclass
+class InProcess:
+    """A campaign's emulators, journal, event log and providers in this process;
+    a step that pauses records why and stops the run (the test resumes it)."""
+
+    sandbox: Any
+    journal: Journal
+    log: EventLog
+    providers: Any
+    stop: threading.Event = field(default_factory=threading.Event)
+    pauses: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextmanager
+def in_process(campaign: Any, tmp: Path) -> Iterator[InProcess]:
+    options, redactor = resolve_options(campaign, {}, sandbox=True)
+    sandbox, urls = start_for(campaign, options)
+    run = InProcess(
+        sandbox,
+        Journal(tmp / "j.db"),
+        EventLog(tmp / "events.jsonl", redact=redactor),
+        build_providers(campaign, options, urls),
+    )
+    original_emit = run.log.emit
+
+    def emit(event: str, *args: object, **kw: object) -> None:
+        original_emit(event, *args, **kw)  # type: ignore[arg-type]
+        if event == "step.paused":
+            run.pauses.append(dict(kw))
+            run.stop.set()
+
+    run.log.emit = emit  # type: ignore[method-assign]
+    try:
+        yield run
+    finally:
+        for p in run.providers.values():
+            p.close()
+        sandbox.stop()
+        run.log.close()
+        run.journal.close()
+
+
 def test_on_cap_defer_sends_the_held_messages_when_the_window_allows(
     tmp_path: Path,
 ) -> None:
@@ -38,23 +83,9 @@ def test_on_cap_defer_sends_the_held_messages_when_the_window_allows(
     second_path = capped_campaign(tmp_path / "b", "spring-b", on_cap="defer")
     first, _ = load_campaign(first_path, env={})
     second, _ = load_campaign(second_path, env={})
-    options, redactor = resolve_options(first, {}, sandbox=True)
-    sandbox, urls = start_for(first, options)
-    journal = Journal(tmp_path / "j.db")
-    log = EventLog(tmp_path / "events.jsonl", redact=redactor)
-    providers = build_providers(first, options, urls)
-    pauses: list[dict[str, Any]] = []
-    stop = threading.Event()
-    original_emit = log.emit
-
-    def emit(event: str, *args: object, **kw: object) -> None:
-        original_emit(event, *args, **kw)  # type: ignore[arg-type]
-        if event == "step.paused":
-            pauses.append(dict(kw))
-            stop.set()  # the test ends the run here: the cap allows tomorrow
-
-    log.emit = emit  # type: ignore[method-assign]
-    try:
+    with in_process(first, tmp_path) as here:
+        journal, log, providers = here.journal, here.log, here.providers
+        sandbox, pauses, stop = here.sandbox, here.pauses, here.stop
         done = run_campaign(
             first,
             journal=journal,
@@ -100,12 +131,6 @@ def test_on_cap_defer_sends_the_held_messages_when_the_window_allows(
         received = sandbox.emulators["mailup"].messages
         assert len(received) == 2 * got_first  # each recipient once per campaign
         assert len({m.to for m in received}) == got_first
-    finally:
-        for p in providers.values():
-            p.close()
-        sandbox.stop()
-        log.close()
-        journal.close()
 
 
 def test_a_window_on_each_recipients_clock_sends_the_open_zones_and_waits(
@@ -137,24 +162,10 @@ def test_a_window_on_each_recipients_clock_sends_the_open_zones_and_waits(
 
     edit(path, apply)
     campaign, _ = load_campaign(path, env={})
-    options, redactor = resolve_options(campaign, {}, sandbox=True)
-    sandbox, urls = start_for(campaign, options)
-    journal = Journal(tmp_path / "j.db")
-    log = EventLog(tmp_path / "events.jsonl", redact=redactor)
-    providers = build_providers(campaign, options, urls)
-    pauses: list[dict[str, Any]] = []
-    stop = threading.Event()
-    original_emit = log.emit
-
-    def emit(event: str, *args: object, **kw: object) -> None:
-        original_emit(event, *args, **kw)  # type: ignore[arg-type]
-        if event == "step.paused":
-            pauses.append(dict(kw))
-            stop.set()
-
-    log.emit = emit  # type: ignore[method-assign]
     monday = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
-    try:
+    with in_process(campaign, tmp_path) as here:
+        journal, log, providers = here.journal, here.log, here.providers
+        sandbox, pauses, stop = here.sandbox, here.pauses, here.stop
         first = run_campaign(
             campaign,
             journal=journal,
@@ -191,12 +202,6 @@ def test_a_window_on_each_recipients_clock_sends_the_open_zones_and_waits(
         assert journal.message_counts(first.run_id, "blast") == {"sent": 4}
         received = [m.to for m in sandbox.emulators["mailup"].messages]
         assert sorted(received) == sorted(p.lstrip("+") for p in zones)  # once each
-    finally:
-        for p in providers.values():
-            p.close()
-        sandbox.stop()
-        log.close()
-        journal.close()
 
 
 def test_preview_counts_each_zone_and_says_when_its_window_opens(tmp_path: Path) -> None:
