@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "daemon": "runner.commands.daemon",
     "status": "runner.commands.status",
     "suppress": "runner.commands.suppress",
+    "pin": "runner.commands.pin",
 }
 
 

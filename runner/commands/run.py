@@ -73,6 +73,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="resend messages whose outcome is unknown (they may be received twice)",
     )
     p.add_argument(
+        "--export-pins",
+        metavar="FILE",
+        help="append phone,pin to FILE (mode 0600) as a PIN step's PINs come back; "
+        "otherwise PINs are kept only as hashes (pin verify)",
+    )
+    p.add_argument(
         "--show-phones",
         action="store_true",
         help="log full phone numbers instead of masked ones",
@@ -118,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
         resume=args.resume,
         resend_unknown=args.resend_unknown,
         show_phones=args.show_phones,
+        export_pins=args.export_pins,
     )
     ask = None if args.yes or not sys.stdin.isatty() else sys.stdin
     return run_file(

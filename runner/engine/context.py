@@ -46,6 +46,9 @@ class RunOptions:
     # e.g. "1/24h", so that a resumed run's stored options keep them
     per_recipient: str | None = None
     on_cap: str = "skip"  # skip | defer
+    # a PIN step appends phone,pin here as each PIN comes back (this run only:
+    # never carried to a resumed run, which must ask again)
+    export_pins: str | None = None
 
 
 @dataclass

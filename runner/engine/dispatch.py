@@ -19,6 +19,8 @@ from typing import Any
 
 from runner.audience.encoding import needs_ucs2
 from runner.engine.backoff import Breaker, backoff
+from runner.engine.calls import Call
+from runner.engine.pins import PinKeeper
 from runner.engine.ratelimit import Limiter
 from runner.engine.sharing import Gate
 from runner.engine.tally import Tally
@@ -58,6 +60,9 @@ class Dispatcher:
         tally: Tally | None = None,
         gate: Gate | None = None,
         probe: bool = True,
+        call: Call | None = None,
+        pins: PinKeeper | None = None,
+        one_by_one: bool = False,
     ) -> None:
         self.journal = journal
         self.log = log
@@ -74,6 +79,12 @@ class Dispatcher:
         self.claimer = claimer  # the name this send's claims carry
         self.gate = gate  # this process's part of a shared concurrency
         self.probe = probe  # the first call alone (not for a helper joining)
+        self.call = call or provider.send  # a send, a PIN request or a fired MO
+        self.pins = pins  # a PIN step's: the hashes, the export file
+        # each message's intent committed on its own, just before its call: after
+        # a crash only the calls under way are unknown, not a whole claimed batch
+        # (a PIN step: a second PIN would void the first)
+        self.one_by_one = one_by_one
         self.breaker = Breaker()
         self.down: CallError | None = None
         self._halt = threading.Event()  # provider down, stop, or window closed
@@ -84,9 +95,11 @@ class Dispatcher:
         writer = self.journal.writer
         last_seq = 0
 
+        status = "reserved" if self.one_by_one else "pending"
+
         def claim(after: int, n: int) -> Callable[[], list[tuple[Any, ...]]]:
             return writer.claim_ahead(
-                self.run_id, self.step_id, self.name, self.claimer, after, n
+                self.run_id, self.step_id, self.name, self.claimer, after, n, status
             )
 
         # The first call goes alone: refused credentials then cost one call, not
@@ -202,8 +215,10 @@ class Dispatcher:
             if self._halted() or not self.limiter.acquire(self.stop) or self._halted():
                 self._record(phone, "queued", attempts, None, None)
                 return
+            if self.one_by_one and attempts == 0:
+                self.journal.writer.calling(self.run_id, self.step_id, phone)
             attempts += 1
-            result = self.provider.send(msg)
+            result = self.call(msg)
             err = result.error
             if err is None:
                 self.breaker.success()
@@ -304,6 +319,11 @@ class Dispatcher:
     ) -> None:
         if status == "queued":
             self.tally.add(requeued=1)
+        digest = None
+        secret = getattr(result, "secret", None)
+        if status == "sent" and secret and self.pins is not None:
+            where = f"{self.run_id}/{self.step_id}/{phone}"
+            digest = self.pins.keep(where, phone, secret)
         self.journal.writer.record_outcome(
             Outcome(
                 run_id=self.run_id,
@@ -318,6 +338,7 @@ class Dispatcher:
                 error_code=err.code if err else None,
                 error_detail=err.detail if err else None,
                 at=now_iso() if status == "sent" else "",
+                secret_digest=digest,
             )
         )
         if status == "sent":

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from runner.engine.calls import call_for
 from runner.engine.dispatch import Dispatcher
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.rounds import default_sender
@@ -48,6 +49,8 @@ def help_send(
     if step is None or not isinstance(step.action, SendAction):
         return Helped(0, f"this copy of {campaign.name} has no send step {job.step_id}")
     action = step.action
+    if action.pin is not None:  # its key and export file are the driver's
+        return Helped(0, f"step {job.step_id} sends PINs: only its own run sends them")
     window = step.timing.window
     share = Share(
         journal,
@@ -98,6 +101,7 @@ def help_send(
             tally=tally,
             gate=share.gate,
             probe=False,
+            call=call_for(provider, action),
         ).run()
     finally:
         closed.set()

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.engine.calls import call_for
 from runner.engine.context import RunContext
 from runner.engine.dispatch import Dispatcher
+from runner.engine.pins import PinKeeper
 from runner.engine.reconcile import Settlement, reconcile_unknown
 from runner.engine.sharing import Share
 from runner.engine.tally import Tally
@@ -42,14 +44,16 @@ def send_rounds(
     step: Step,
     tally: Tally,
     keep_going: Callable[[], bool],
+    pins: PinKeeper | None = None,
 ) -> RoundsResult:
+    """``pins``: a PIN step's keeper of the PINs that come back."""
     action = step.action
     assert isinstance(action, SendAction)
     names = providers_of(ctx, action)
     result = RoundsResult()
     for n in range(1, MAX_ROUNDS + 1):
         result.rounds = n
-        _dispatch(ctx, step, action, names, tally, keep_going, result.down)
+        _dispatch(ctx, step, action, names, tally, keep_going, result.down, pins)
         if ctx.stop.is_set() or not keep_going():
             break
         if len(result.down) == len(names):
@@ -100,12 +104,14 @@ def _dispatch(
     tally: Tally,
     keep_going: Callable[[], bool],
     down: dict[str, CallError],
+    pins: PinKeeper | None,
 ) -> None:
     for name in names:
         if name in down:
             continue
         provider = ctx.providers[name]
-        # on a shared journal, daemons may join this provider's sending
+        # on a shared journal, daemons may join this provider's sending (not a
+        # PIN step's: its key and export file are this process's)
         share = (
             Share(
                 ctx.journal,
@@ -116,7 +122,7 @@ def _dispatch(
                 concurrency=provider.concurrency,
                 role="driver",
             )
-            if ctx.journal.shared
+            if ctx.journal.shared and action.pin is None
             else None
         )
         claimer = share.claimer if share else ctx.journal.worker.claimer()
@@ -137,6 +143,9 @@ def _dispatch(
                     tally=tally,
                     claimer=claimer,
                     gate=share.gate if share else None,
+                    call=call_for(provider, action),
+                    pins=pins,
+                    one_by_one=action.pin is not None,
                 ).run()
                 if share is None or outcome.provider_down or outcome.stopped:
                     break

@@ -376,4 +376,5 @@ def _recorded(options: RunOptions) -> dict[str, Any]:
     kept = dataclasses.asdict(options)
     kept.pop("only_steps", None)
     kept.pop("provider", None)
+    kept.pop("export_pins", None)
     return kept

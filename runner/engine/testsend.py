@@ -9,16 +9,19 @@ campaign's lease, so a test never blocks or shortens the real send.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from runner.engine.calls import call_for
 from runner.engine.context import EXIT_FAILED, EXIT_OK, EXIT_UNSETTLED
 from runner.engine.dispatch import Dispatcher
+from runner.engine.pins import PinKeeper, pin_key
 from runner.engine.plan import Rendering, renderings
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.rounds import refusal
-from runner.errors import UsageError
+from runner.errors import StepFailed, UsageError
 from runner.journal.eventlog import EventLog
 from runner.journal.journal import Journal
 from runner.journal.writer import Planned
@@ -121,6 +124,12 @@ def send_test(
         ]
     )
     sender = action.sender or provider.options.get("sender")
+    pins = None
+    if action.pin is not None:  # the tester's PIN: hashed, for pin verify
+        try:
+            pins = PinKeeper(pin_key(action.pin, os.environ, sandbox=bool(sandbox)))
+        except StepFailed as e:
+            raise UsageError(str(e)) from None
     claimer = journal.worker.claimer()
     result = Dispatcher(
         journal=journal,
@@ -134,6 +143,9 @@ def send_test(
         sender=None if sender is None else str(sender),
         stop=stop or threading.Event(),
         claimer=claimer,
+        call=call_for(provider, action),
+        pins=pins,
+        one_by_one=pins is not None,
     ).run()
     journal.worker.done(claimer)
     counts = journal.message_counts(run_id, step.id)
@@ -148,9 +160,10 @@ def send_test(
         message = f"{len(to) - counts.get('sent', 0)} not sent" + (
             f": {why}" if why else ""
         )
-    journal.finish_step(
-        run_id, step.id, status, {"counts": counts, "message": message}, step.kind
-    )
+    detail: dict[str, object] = {"counts": counts, "message": message}
+    if action.pin is not None:
+        detail["pin_key"] = action.pin.key_var
+    journal.finish_step(run_id, step.id, status, detail, step.kind)
     journal.finish_run(run_id, status, code)
     log.emit("run.finished", run_id, status=status, exit_code=code)
     return TestResult(run_id, code, step.id, rendering, counts, message)

@@ -204,10 +204,16 @@ def _recipients(conn: Connection) -> None:
     ).create(conn)
 
 
+def _pins(conn: Connection) -> None:
+    """PIN campaigns: the keyed hash of the PIN each message carried."""
+    conn.exec_driver_sql("ALTER TABLE messages ADD COLUMN secret_digest VARCHAR")
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_modes_order_history", _modes_order_history),
     ("0003_control_leases", _control_leases),
     ("0004_shared_sending", _shared_sending),
     ("0005_recipients", _recipients),
+    ("0007_pins", _pins),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,36 @@ class Reads(Store):
         q = q.order_by(messages.c.step_id, messages.c.created_at, messages.c.phone)
         with self.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
+
+    def pins_sent(self, run_id: str, phone: str) -> list[dict[str, Any]]:
+        """The PINs a run sent ``phone`` (their hashes), the latest first."""
+        q = (
+            sa.select(
+                messages.c.step_id,
+                messages.c.secret_digest,
+                messages.c.sent_at,
+                steps.c.detail,
+            )
+            .join(
+                steps,
+                sa.and_(
+                    steps.c.run_id == messages.c.run_id,
+                    steps.c.step_id == messages.c.step_id,
+                ),
+            )
+            .where(
+                messages.c.run_id == run_id,
+                messages.c.phone == phone,
+                messages.c.status == "sent",
+                messages.c.secret_digest.is_not(None),
+            )
+            .order_by(messages.c.sent_at.desc())
+        )
+        with self.connect() as conn:
+            return [
+                {**dict(r), "detail": json.loads(r["detail"] or "{}")}
+                for r in conn.execute(q).mappings()
+            ]
 
     def metric_figures(self) -> MetricFigures:
         extra = sa.func.sum(

@@ -121,6 +121,7 @@ messages = sa.Table(
     sa.Column("claimed_by", sa.String),
     # the recipient's IANA zone, for a sending window on their own clock
     sa.Column("zone", sa.String),
+    sa.Column("secret_digest", sa.String),  # a PIN step's keyed hash of the PIN
 )
 sa.Index("ix_messages_seq", messages.c.run_id, messages.c.step_id, messages.c.seq)
 # what is left to claim, found without reading what was sent

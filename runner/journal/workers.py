@@ -97,7 +97,8 @@ class WorkerRecords(Store):
     def settle_dead_claims(
         self, run_id: str, step_id: str, me: str = "", mine: Iterable[str] = ()
     ) -> int:
-        """Pending messages whose claimer is gone become ``unknown``.
+        """Pending messages whose claimer is gone become ``unknown``; reserved
+        ones (claimed, certainly not called) are ``queued`` again.
 
         ``me`` is this process's worker and ``mine`` its sends still under way;
         its other claims (a send that ended without recording) are dead too.
@@ -111,7 +112,7 @@ class WorkerRecords(Store):
                     .where(
                         messages.c.run_id == run_id,
                         messages.c.step_id == step_id,
-                        messages.c.status == "pending",
+                        messages.c.status.in_(("pending", "reserved")),
                     )
                     .distinct()
                 )
@@ -134,15 +135,16 @@ class WorkerRecords(Store):
         cond = [messages.c.claimed_by.in_([c for c in gone if c is not None])]
         if None in gone:
             cond.append(messages.c.claimed_by.is_(None))
+        of_step = (messages.c.run_id == run_id, messages.c.step_id == step_id)
         with self.connect() as conn:
+            conn.execute(
+                messages.update()
+                .where(*of_step, messages.c.status == "reserved", sa.or_(*cond))
+                .values(status="queued", claimed_by=None, sent_at=None)
+            )
             res = conn.execute(
                 messages.update()
-                .where(
-                    messages.c.run_id == run_id,
-                    messages.c.step_id == step_id,
-                    messages.c.status == "pending",
-                    sa.or_(*cond),
-                )
+                .where(*of_step, messages.c.status == "pending", sa.or_(*cond))
                 .values(**INTERRUPTED)
             )
             return int(res.rowcount)

@@ -53,6 +53,7 @@ class Outcome:
     error_code: str | None = None
     error_detail: str | None = None
     at: str = ""
+    secret_digest: str | None = None  # a PIN's keyed hash, never the PIN
 
 
 # The hot statement, run for every message: plain SQL with positional parameters,
@@ -62,7 +63,7 @@ _UPDATE_OUTCOME = """
 UPDATE messages SET
   status = ?, provider = ?, attempts = ?, provider_message_id = ?,
   provider_status = ?, error_kind = ?, error_code = ?, error_detail = ?,
-  sent_at = coalesce(?, sent_at)
+  secret_digest = coalesce(?, secret_digest), sent_at = coalesce(?, sent_at)
 WHERE run_id = ? AND step_id = ? AND phone = ?
 """
 # (the claim wrote sent_at when the call started; a sent outcome gives the exact time)
@@ -77,10 +78,11 @@ _UPDATE_OUTCOMES_ARRAYS = """
 UPDATE messages AS m SET
   status = v.status, provider = v.provider, attempts = v.attempts,
   provider_message_id = v.mid, provider_status = v.pstatus, error_kind = v.ekind,
-  error_code = v.ecode, error_detail = v.edetail, sent_at = coalesce(v.at, m.sent_at)
+  error_code = v.ecode, error_detail = v.edetail,
+  secret_digest = coalesce(v.secret, m.secret_digest), sent_at = coalesce(v.at, m.sent_at)
 FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],
-            %s::text[], %s::text[], %s::text[], %s::text[])
-  AS v(status, provider, attempts, mid, pstatus, ekind, ecode, edetail, at, key)
+            %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+  AS v(status, provider, attempts, mid, pstatus, ekind, ecode, edetail, secret, at, key)
 WHERE m.idem_key = v.key
 """
 
@@ -106,6 +108,7 @@ def _outcome_row(o: Outcome) -> tuple[Any, ...]:
         o.error_kind,
         o.error_code,
         o.error_detail,
+        o.secret_digest,
         o.at or None,
         o.run_id,
         o.step_id,
@@ -114,9 +117,11 @@ def _outcome_row(o: Outcome) -> tuple[Any, ...]:
 
 
 # The intent: the next queued rows become pending, claimed by one send of one
-# process.
+# process. (Or ``reserved``: claimed, and each made pending on its own just
+# before its call, for a step where even the calls under way at a crash must be
+# told from those never made: a PIN step.)
 _CLAIM = """
-UPDATE messages SET status = 'pending', provider = ?, sent_at = ?, claimed_by = ?
+UPDATE messages SET status = ?, provider = ?, sent_at = ?, claimed_by = ?
 WHERE run_id = ? AND step_id = ? AND status = 'queued' AND phone IN (
   SELECT phone FROM messages
   WHERE run_id = ? AND step_id = ? AND status = 'queued' AND seq > ?
@@ -135,10 +140,16 @@ WITH c AS (
   SELECT ctid FROM messages
   WHERE run_id = ? AND step_id = ? AND status = 'queued' AND seq > ?
   ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED)
-UPDATE messages SET status = 'pending', provider = ?, sent_at = ?, claimed_by = ?
+UPDATE messages SET status = ?, provider = ?, sent_at = ?, claimed_by = ?
 WHERE messages.ctid = ANY(ARRAY(SELECT ctid FROM c))
 RETURNING messages.seq, messages.phone, messages.text, messages.segments,
   messages.source_row
+"""
+
+# A reserved message is about to be called: from now on it may have been.
+_CALLING = """
+UPDATE messages SET status = 'pending', sent_at = ?
+WHERE run_id = ? AND step_id = ? AND phone = ? AND status = 'reserved'
 """
 
 _INSERT_PLANNED = """
@@ -244,6 +255,7 @@ class JournalWriter:
         self._rerender_sql = driver_sql(_RERENDER, style)
         self._locking = journal.engine.dialect.name == "postgresql"
         self._claim_sql = driver_sql(_CLAIM_LOCKED if self._locking else _CLAIM, style)
+        self._calling_sql = driver_sql(_CALLING, style)
         self._thread = threading.Thread(
             target=self._loop, name="journal-writer", daemon=True
         )
@@ -273,15 +285,19 @@ class JournalWriter:
         claimer: str,
         after_seq: int,
         n: int,
+        status: str = "pending",
     ) -> list[tuple[Any, ...]]:
         """The intent: the next ``n`` queued rows after ``after_seq`` become
-        ``pending`` for ``claimer``; waits for the commit.
+        ``pending`` (or ``reserved``, see ``calling``) for ``claimer``; waits for
+        the commit.
 
         Only the rows returned (seq, phone, text, segments, source_row; in plan
         order) may be called, and only after this returns. Outcomes queued
         before it are committed in the same transaction.
         """
-        return self.claim_ahead(run_id, step_id, provider, claimer, after_seq, n)()
+        return self.claim_ahead(
+            run_id, step_id, provider, claimer, after_seq, n, status
+        )()
 
     def claim_ahead(
         self,
@@ -291,6 +307,7 @@ class JournalWriter:
         claimer: str,
         after_seq: int,
         n: int,
+        status: str = "pending",
     ) -> Callable[[], list[tuple[Any, ...]]]:
         """``claim`` without waiting: the returned function waits for the commit
         and gives the rows. The sender claims its next batch while it still calls
@@ -298,7 +315,7 @@ class JournalWriter:
         turn at the GIL among busy senders) is not a pause in sending."""
         box: list[tuple[Any, ...]] = []
         done = threading.Event()
-        payload = (run_id, step_id, provider, claimer, after_seq, n, box)
+        payload = (run_id, step_id, provider, claimer, after_seq, n, status, box)
         self._q.put(("claim", payload, done))
 
         def rows() -> list[tuple[Any, ...]]:
@@ -307,6 +324,11 @@ class JournalWriter:
             return sorted(box)
 
         return rows
+
+    def calling(self, run_id: str, step_id: str, phone: str) -> None:
+        """A reserved message becomes ``pending`` (it may be called from now on);
+        returns once committed, with the outcomes queued before it."""
+        self._sync("calling", (now_iso(), run_id, step_id, phone))
 
     def _sync(self, kind: str, payload: Any) -> None:
         done = threading.Event()
@@ -366,8 +388,10 @@ class JournalWriter:
                     elif kind == "rerender":
                         _rerender(conn, self._rerender_sql, payload)
                     elif kind == "claim":
-                        run_id, step_id, provider, claimer, after, n, box = payload
-                        sets = (provider, now_iso(), claimer)
+                        run_id, step_id, provider, claimer, after, n, status, box = (
+                            payload
+                        )
+                        sets = (status, provider, now_iso(), claimer)
                         pick = (run_id, step_id, after, n)
                         args = (
                             (*pick, *sets)
@@ -377,6 +401,8 @@ class JournalWriter:
                         box.extend(
                             tuple(r) for r in conn.exec_driver_sql(self._claim_sql, args)
                         )
+                    elif kind == "calling":
+                        conn.exec_driver_sql(self._calling_sql, payload)
                 pending.clear()
                 last = time.monotonic()
             except BaseException as e:  # surfaced to the caller by _raise

@@ -22,6 +22,7 @@ def build(c: Checker) -> Campaign | None:
     recipients = sections.recipients(c, jinja, d.get("recipients"))
     templates = sections.templates(c, jinja, d.get("templates"))
     sections.template_names(c, jinja, d.get("templates"), recipients, d.get("vars"))
+    templates |= sections.fire_texts(c, jinja, d.get("steps"), recipients, d.get("vars"))
     steps = StepChecker(c, jinja, provider_configs, templates).steps(d.get("steps"))
     schedule = c.schedule(d.get("schedule"))
     sandbox = c.sandbox(d.get("sandbox"), region)

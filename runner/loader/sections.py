@@ -21,6 +21,7 @@ from runner.model.campaign import (
     RecipientSource,
     RetryPolicy,
     Template,
+    fire_template,
 )
 from runner.model.secrets import has_reference, references
 from runner.model.timeparse import parse_cap
@@ -276,6 +277,33 @@ def frequency_cap(c: Checker, value: Any) -> FrequencyCap | None:
         c.error(("limits", "per_recipient"), str(e))
         return None
     return FrequencyCap(count, window, defer=value.get("on_cap") == "defer")
+
+
+def fire_texts(
+    c: Checker,
+    jinja: JinjaChecker,
+    steps: Any,
+    source: RecipientSource | None,
+    vars_: Any,
+) -> dict[str, Template]:
+    """The ``text`` of each fire step as a template of its own (``fire:ID``),
+    checked like the file's templates."""
+    out: dict[str, Template] = {}
+    if not isinstance(steps, list):
+        return out
+    fields, where = recipient_fields(source) if source is not None else (None, "")
+    known_vars = vars_ if isinstance(vars_, dict) else {}
+    for i, item in enumerate(steps):
+        spec = item.get("fire") if isinstance(item, dict) else None
+        text = spec.get("text") if isinstance(spec, dict) else None
+        if not isinstance(text, str) or not isinstance(item.get("id"), str):
+            continue
+        path: FieldPath = ("steps", i, "fire", "text")
+        jinja.template(path, text)
+        jinja.names(path, text, fields, where, known_vars)
+        name = fire_template(item["id"])
+        out[name] = Template(name=name, text=text, line=c.doc.pos(path).line)
+    return out
 
 
 def template_names(

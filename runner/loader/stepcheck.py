@@ -13,13 +13,16 @@ from runner.loader import schema
 from runner.loader.checker import Checker
 from runner.loader.jinjacheck import JinjaChecker
 from runner.loader.yamlload import FieldPath
+from runner.model import secrets
 from runner.model.campaign import (
+    PIN_KEY_VAR,
     PREVIOUS_FIELDS,
     Action,
     CheckCreditsAction,
     CheckReportAction,
     Expect,
     FollowUp,
+    PinRequest,
     ProviderConfig,
     SendAction,
     Step,
@@ -27,20 +30,27 @@ from runner.model.campaign import (
     Timing,
     Tolerance,
     WaitAction,
+    fire_template,
 )
 from runner.providers.base import Capability
 
-ACTIONS = ("send", "check_credits", "check_report", "wait")
+ACTIONS = ("send", "fire", "check_credits", "check_report", "wait")
 NEEDS = {
     "send": Capability.SEND,
+    "pin": Capability.PIN,
+    "fire": Capability.FIRE_MESSAGE,
     "check_credits": Capability.CREDITS,
     "check_report": Capability.REPORT,
 }
 VERB = {
     Capability.SEND: "send",
+    Capability.PIN: "send PINs",
+    Capability.FIRE_MESSAGE: "fire messages",
     Capability.CREDITS: "check credits",
     Capability.REPORT: "give reports",
 }
+# the step kinds whose messages are journaled per recipient (``for:``, ``from:``)
+MESSAGE_KINDS = ("send", "fire", "")  # "": a step whose action has errors
 EXPECT_KEYS = frozenset(f.name for f in dataclasses.fields(Expect))
 WHEN_NAMES = frozenset({"steps", "vars"})
 MIN_NAMES = frozenset({"segments", "messages", "vars"})
@@ -106,6 +116,8 @@ class StepChecker:
             if kind == "wait":
                 duration = c.duration(apath, spec)
                 action = WaitAction(duration) if duration is not None else None
+            elif kind == "fire" and isinstance(spec, dict):
+                action = self.fire(apath, spec, str(item.get("id")))
             elif isinstance(spec, dict):
                 action = getattr(self, kind)(apath, spec)
         when = item.get("when")
@@ -138,9 +150,10 @@ class StepChecker:
         if not isinstance(names, list):
             return None
         one = isinstance(spec.get("provider"), str)
+        pin = spec.get("pin")
         for i, name in enumerate(names):
             where = (*path, "provider") if one else (*path, "provider", i)
-            self.provider_ref(where, name, "send")
+            self.provider_ref(where, name, "pin" if isinstance(pin, dict) else "send")
         template = spec.get("template")
         # a template whose own entry has errors is not "unknown"
         if isinstance(template, str) and template not in self.template_names:
@@ -162,6 +175,51 @@ class StepChecker:
             follow=self.follow_up((*path, "recipients"), follow)
             if isinstance(follow, dict)
             else None,
+            pin=self.pin((*path, "pin"), pin) if isinstance(pin, dict) else None,
+        )
+
+    def pin(self, path: FieldPath, spec: dict[str, Any]) -> PinRequest:
+        length = spec.get("length")
+        if isinstance(length, int) and not isinstance(length, bool) and length < 4:
+            self.c.warn(
+                (*path, "length"),
+                f"a PIN of {length} characters is easy to guess; 4 or more is usual",
+            )
+        key = spec.get("key")
+        refs = list(secrets.references(key)) if isinstance(key, str) else []
+        var = refs[0] if refs else PIN_KEY_VAR
+        if var not in self.c.env:
+            msg = (
+                f"environment variable {var} is not set: it holds the key of the "
+                "PINs' hashes (pin verify needs the same)"
+            )
+            where = (*path, "key") if refs else path
+            (self.c.error if self.c.require_env else self.c.warn)(where, msg)
+        return PinRequest(length=length if isinstance(length, int) else 0, key_var=var)
+
+    def fire(self, path: FieldPath, spec: dict[str, Any], step_id: str) -> SendAction:
+        """A fire step: the same per-recipient journal as a send, one provider,
+        its text from ``text`` (a template of its own) or ``template``."""
+        name = spec.get("provider")
+        self.provider_ref((*path, "provider"), name, "fire")
+        template = spec.get("template")
+        if isinstance(spec.get("text"), str):
+            template = fire_template(step_id)
+        elif isinstance(template, str) and template not in self.template_names:
+            more = schema.hint(template, self.template_names)
+            msg = f"unknown template {template!r}"
+            self.c.error((*path, "template"), f"{msg}.{more}" if more else msg)
+        follow = spec.get("recipients")
+        descriptor = spec.get("descriptor")
+        return SendAction(
+            providers=(str(name),),
+            template=str(template),
+            max_failed=tolerance(spec.get("max_failed", 0)),
+            follow=self.follow_up((*path, "recipients"), follow)
+            if isinstance(follow, dict)
+            else None,
+            fire=True,
+            descriptor=dict(descriptor) if isinstance(descriptor, dict) else None,
         )
 
     def follow_up(self, path: FieldPath, spec: dict[str, Any]) -> FollowUp | None:
@@ -284,8 +342,8 @@ class StepChecker:
             more = schema.hint(target, list(self.kinds))
             msg = f"unknown step {target!r}"
             self.c.error(path, f"{msg}.{more}" if more else msg)
-        elif send_only and self.kinds[target] not in ("send", ""):  # "": no action
-            self.c.error(path, f"step {target!r} is not a send step")
+        elif send_only and self.kinds[target] not in MESSAGE_KINDS:
+            self.c.error(path, f"step {target!r} is not a send or fire step")
         elif target not in self.ids:
             self.c.error(
                 path, f"step {target!r} is not an earlier step (it runs after this one)"
@@ -321,8 +379,8 @@ class StepChecker:
             more = schema.hint(target, list(self.kinds))
             msg = f"unknown step {target!r}"
             self.c.error(path, f"{msg}.{more}" if more else msg)
-        elif self.kinds[target] not in ("send", ""):
-            self.c.error(path, f"step {target!r} is not a send step")
+        elif self.kinds[target] not in MESSAGE_KINDS:
+            self.c.error(path, f"step {target!r} is not a send or fire step")
 
 
 def tolerance(value: Any) -> Tolerance:

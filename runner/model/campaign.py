@@ -139,6 +139,26 @@ class FollowUp:
     where: str | None = None  # a Jinja expression over its message's fields
 
 
+# the environment variable that holds the key of the PINs' keyed hashes when a
+# step's ``pin:`` names none
+PIN_KEY_VAR = "CAMPAIGN_RUNNER_PIN_KEY"
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    """``send: {pin: {length: 6}}``: the provider generates a PIN per recipient and
+    texts it; the journal keeps only a keyed hash, its key in ``key_var``."""
+
+    length: int
+    key_var: str = PIN_KEY_VAR
+
+
+# What each planned message becomes on the wire: a plain ``send``, a PIN request
+# (``send: {pin: ...}``) or an incoming message injected as if the recipient had
+# texted it (a ``fire`` step).
+CallKind = Literal["send", "pin", "fire"]
+
+
 @dataclass(frozen=True)
 class SendAction:
     providers: tuple[str, ...]  # the first is primary; the rest are failover
@@ -147,6 +167,19 @@ class SendAction:
     options: Mapping[str, Any] = field(default_factory=dict)
     max_failed: Tolerance = field(default_factory=Tolerance)
     follow: FollowUp | None = None  # recipients: {from: ..., status/where: ...}
+    pin: PinRequest | None = None
+    fire: bool = False  # a fire step: each message is an MO injected for its number
+    descriptor: Mapping[str, Any] | None = None  # fire: the POST form's JSON fields
+
+    @property
+    def call(self) -> CallKind:
+        return "fire" if self.fire else "pin" if self.pin is not None else "send"
+
+
+def fire_template(step_id: str) -> str:
+    """The name of a fire step's own ``text`` among the templates (not a slug, so
+    no template of the file can have it)."""
+    return f"fire:{step_id}"
 
 
 @dataclass(frozen=True)
@@ -194,6 +227,8 @@ class Step:
 
     @property
     def kind(self) -> str:
+        if isinstance(self.action, SendAction) and self.action.fire:
+            return "fire"
         return {
             SendAction: "send",
             CheckCreditsAction: "check_credits",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -30,6 +32,12 @@ def references(value: object) -> Iterator[str]:
     elif isinstance(value, list | tuple):
         for v in value:
             yield from references(v)
+
+
+def stand_in(var: str) -> str:
+    """What a rehearsal uses for a variable that is not set (the emulators accept
+    exactly this), so trying a campaign on the sandbox needs no account."""
+    return f"sandbox-{var.lower().replace('_', '-')}"
 
 
 def has_reference(value: str) -> bool:
@@ -64,3 +72,16 @@ class Redactor:
             if s in text:
                 text = text.replace(s, "***")
         return text
+
+
+def pin_digest(key: str, where: str, pin: str) -> str:
+    """A PIN's keyed hash (HMAC-SHA256), over where it went (run/step/phone) as
+    well, so the same PIN of two recipients hashes differently; without the key,
+    the few million PINs of a length cannot be tried against it."""
+    mac = hmac.new(key.encode(), f"{where}\0{pin}".encode(), hashlib.sha256)
+    return "hmac-sha256:" + mac.hexdigest()
+
+
+def pin_matches(key: str, where: str, pin: str, digest: str) -> bool:
+    """Whether ``pin`` is the one hashed into ``digest`` (in constant time)."""
+    return hmac.compare_digest(pin_digest(key, where, pin), digest)

@@ -104,6 +104,9 @@ class SendResult:
     status: str = ""  # the provider's raw status, e.g. SENT_TO_CARRIER, pending
     cost: float | None = None
     error: CallError | None = None
+    # what the provider generated for the recipient (a PIN): never shown, logged
+    # or stored; the engine keeps only a keyed hash
+    secret: str | None = field(default=None, repr=False)
 
     @property
     def accepted(self) -> bool:
@@ -222,6 +225,20 @@ class Provider:
 
     def send(self, message: OutboundMessage) -> SendResult:
         """Send one message. Never raises for a remote outcome."""
+        raise NotImplementedError
+
+    def send_pin(self, message: OutboundMessage, length: int) -> SendResult:
+        """Have the provider generate a PIN of ``length`` characters and text it
+        with ``message.text``; the PIN comes back as ``secret``. Never raises for
+        a remote outcome (capability PIN)."""
+        raise NotImplementedError
+
+    def fire(
+        self, message: OutboundMessage, descriptor: Mapping[str, Any] | None = None
+    ) -> SendResult:
+        """Inject ``message.text`` as an incoming message from ``message.to``, as
+        if they had texted it (capability FIRE_MESSAGE); with ``descriptor``, the
+        POST form with those JSON fields. Never raises for a remote outcome."""
         raise NotImplementedError
 
     def report(self, query: ReportQuery, cursor: Any = None) -> Report:

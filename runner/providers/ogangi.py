@@ -127,15 +127,9 @@ class Ogangi(Provider):
 
     def send(self, message: OutboundMessage) -> SendResult:
         """tools/sendSMS (number and text Base64) or sendMT (text Base64 only)."""
-        number = self._number(message.to)
-        if number is None:
-            return SendResult(
-                error=CallError(ErrorKind.REJECTED, "bad-number", "not a phone number")
-            )
-        if not message.text:  # an empty path segment would shift every parameter
-            return SendResult(
-                error=CallError(ErrorKind.REJECTED, "empty-text", "the text is empty")
-            )
+        number = self._target(message)
+        if isinstance(number, SendResult):
+            return number
         sender = self._sender(message.sender)
         carrier = self._carrier()
         if self.option("method") == "send_sms":
@@ -154,40 +148,54 @@ class Ogangi(Provider):
 
     # -- extras ---------------------------------------------------------------------
 
-    def send_pin(self, to: str, text: str, length: int, sender: str | None = None) -> str:
+    def send_pin(self, message: OutboundMessage, length: int) -> SendResult:
         """tools/sendSMSPinMobileNumberConfirm: Ogangi texts a PIN it generates;
-        returns that PIN (PinSMSConfirmation.pin). Raises ProviderCallError."""
+        the PIN (PinSMSConfirmation.pin) comes back as ``secret``."""
         if (
             not isinstance(length, int)
             or isinstance(length, bool)
             or not 1 <= length <= 32
         ):
             raise ValueError("PIN length must be an integer from 1 to 32")
-        number = self._need_number(to)
+        number = self._target(message)
+        if isinstance(number, SendResult):
+            return number
         params = [
             self._instance(),
             self._carrier(),
-            self._sender(sender),
+            self._sender(message.sender),
             number,  # plain here: only the text is documented as Base64
-            self._b64(text),
+            self._b64(message.text),
             str(length),
         ]
-        root = self._checked("tools/sendSMSPinMobileNumberConfirm", params, acted=True)
-        return pin(root, self._mask)
+        root = self._call("tools/sendSMSPinMobileNumberConfirm", params, acted=True)
+        if isinstance(root, CallError):
+            return SendResult(error=root)
+        found = pin(root, self._mask)
+        if isinstance(found, CallError):
+            return SendResult(error=found)
+        return SendResult(status="OK", secret=found)
 
-    def fire_message(self, to: str, text: str) -> None:
-        """fireMessage (GET): inject an MO from ``to`` as if the user had texted."""
-        params = [self._instance(), self._need_number(to), self._b64(text)]
-        self._checked("fireMessage", params, acted=True)
-
-    def fire_message_json(self, descriptor: Mapping[str, Any]) -> None:
-        """fireMessage (POST) with the JSON "Fire message Descriptor" as the body;
-        only the instance id is a path parameter, so only it is signed."""
-        if not isinstance(descriptor, Mapping):
-            raise TypeError("the fire message descriptor must be a mapping")
-        self._checked(
-            "fireMessage", [self._instance()], acted=True, json=dict(descriptor)
-        )
+    def fire(
+        self, message: OutboundMessage, descriptor: Mapping[str, Any] | None = None
+    ) -> SendResult:
+        """fireMessage: inject an MO from ``message.to`` as if they had texted.
+        GET with the number and the text (Base64) in the path, or with a
+        ``descriptor`` the POST form: the JSON "Fire message Descriptor" as the
+        body, ``mobileNumber`` and ``text`` set from the message, and only the
+        instance id signed (it is the one path parameter)."""
+        number = self._target(message)
+        if isinstance(number, SendResult):
+            return number
+        if descriptor is None:
+            params = [self._instance(), number, self._b64(message.text)]
+            root = self._call("fireMessage", params, acted=True)
+        else:
+            body = {**descriptor, "mobileNumber": number, "text": message.text}
+            root = self._call("fireMessage", [self._instance()], acted=True, json=body)
+        if isinstance(root, CallError):
+            return SendResult(error=root)
+        return SendResult(status="OK")
 
     def incoming(
         self, search: Mapping[str, str | list[str]], page: int, per_page: int
@@ -304,10 +312,18 @@ class Ogangi(Provider):
             self.option("number_format")
         ]
 
-    def _need_number(self, to: str) -> str:
-        number = self._number(to)
+    def _target(self, message: OutboundMessage) -> str | SendResult:
+        """The number as the API takes it, or the refusal of a message that
+        cannot be called (an empty path segment would shift every parameter)."""
+        number = self._number(message.to)
         if number is None:
-            raise ValueError(f"not a phone number: {excerpt(to, 30)!r}")
+            return SendResult(
+                error=CallError(ErrorKind.REJECTED, "bad-number", "not a phone number")
+            )
+        if not message.text:
+            return SendResult(
+                error=CallError(ErrorKind.REJECTED, "empty-text", "the text is empty")
+            )
         return number
 
     def _instance(self) -> str:

@@ -18,7 +18,6 @@ from runner.providers.base import (
     CallError,
     DeliveryStatus,
     ErrorKind,
-    ProviderCallError,
     SendResult,
     excerpt,
     http_error,
@@ -107,11 +106,11 @@ def send_result(root: etree._Element, mask: Mask) -> SendResult:
     return SendResult(message_id=ident, status=raw or "OK")
 
 
-def pin(root: etree._Element, mask: Mask) -> str:
-    """PinSMSConfirmation.pin; raises ProviderCallError (the PIN was sent) without it."""
+def pin(root: etree._Element, mask: Mask) -> str | CallError:
+    """PinSMSConfirmation.pin, or (the PIN was sent) a may-have-acted error."""
     found = find_top(root, "pin")
     if found is None or not (found.text or "").strip():
-        raise ProviderCallError(shape("PIN answer without pin", root, True, mask))
+        return shape("PIN answer without pin", root, True, mask)
     return (found.text or "").strip()
 
 

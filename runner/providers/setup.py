@@ -14,7 +14,13 @@ from typing import Any
 from runner import providers as registry
 from runner.errors import CampaignError, Problem
 from runner.model.campaign import Campaign
-from runner.model.secrets import Redactor, has_reference, references, resolve
+from runner.model.secrets import (
+    Redactor,
+    has_reference,
+    references,
+    resolve,
+    stand_in,
+)
 from runner.providers.base import Provider
 
 
@@ -46,7 +52,7 @@ def resolve_options(
                                     f"environment variable {var} is not set",
                                 )
                             )
-                        scope[var] = f"sandbox-{var.lower().replace('_', '-')}"
+                        scope[var] = stand_in(var)
                 try:
                     secret = resolve(value, scope)
                 except KeyError:

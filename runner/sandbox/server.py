@@ -325,8 +325,10 @@ class Sandbox:
             out = {}
             for name, emulator in self.emulators.items():
                 with emulator.lock:
+                    # a PIN is shown as the phone would show it
                     out[name] = [
                         {"id": m.id, "to": m.to, "text": m.text, "at": m.at}
+                        | ({"pin": m.extra["pin"]} if "pin" in m.extra else {})
                         for m in emulator.messages
                     ]
             return Response.json(out)

@@ -36,6 +36,7 @@ def _required(name: str) -> list[str]:
         "resume": ["NAME"],
         "cancel": ["RUN"],
         "suppress": ["list"],
+        "pin": ["verify", "RUN", "+34600000001", "1234"],
     }.get(name, [])
 
 

@@ -84,7 +84,7 @@ def test_there_is_a_case_for_every_error_class() -> None:
         "template syntax error",
         "recipients file not found",
         "cannot be used together",
-        "needs one of send, check_credits, check_report or wait",
+        "needs one of send, fire, check_credits, check_report or wait",
         "duplicate step id",
     ):
         assert needle in text, needle

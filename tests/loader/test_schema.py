@@ -195,7 +195,7 @@ def test_exactly_one_action() -> None:
     none = {"id": "s", "after": "1m"}
     assert messages(dict(BASE, steps=[two, none])) == {
         ("steps", 0, "send"): "wait and send cannot be used together; keep one of them",
-        ("steps", 1): "needs one of send, check_credits, check_report or wait",
+        ("steps", 1): "needs one of send, fire, check_credits, check_report or wait",
     }
 
 

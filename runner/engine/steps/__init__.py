@@ -20,6 +20,7 @@ from runner.model.campaign import Step
 EXECUTORS: dict[str, Callable[[RunContext, Step], StepResult]] = {
     "check_credits": check_credits,
     "check_report": check_report,
+    "fire": send,  # the send step's journal and dispatch, with fireMessage calls
     "send": send,
     "wait": wait,
 }

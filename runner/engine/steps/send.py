@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,6 +16,7 @@ from runner.engine.holds import (
     next_release,
     next_zone_opening,
 )
+from runner.engine.pins import PinKeeper, pin_key
 from runner.engine.plan import follow_renderings, plan, renderings
 from runner.engine.progress import Ticker
 from runner.engine.reads import step_result
@@ -21,6 +24,7 @@ from runner.engine.rounds import send_rounds
 from runner.engine.scheduler import in_window, next_window_open
 from runner.engine.steps.verdict import judge, render_verdict
 from runner.engine.tally import Tally
+from runner.errors import StepFailed
 from runner.model.campaign import SendAction, Step
 
 # statuses a step's progress counts as still to do when it starts
@@ -28,8 +32,32 @@ TO_DO = ("queued", "pending", "unknown")
 
 
 def send(ctx: RunContext, step: Step) -> StepResult:
+    """A send step (or a fire step: the same journal, another call)."""
     action = step.action
     assert isinstance(action, SendAction)
+    if action.pin is None:
+        return _send(ctx, step, action, None)
+    if ctx.options.dry_run:
+        return _send(ctx, step, action, None)
+    try:
+        run = ctx.journal.get_run(ctx.run_id) or {}
+        key = pin_key(action.pin, os.environ, sandbox=run.get("mode") == "sandbox")
+        export = ctx.options.export_pins
+        pins = PinKeeper(key, Path(export) if export else None)
+    except StepFailed as e:
+        return step_result("failed", str(e))
+    try:
+        result = _send(ctx, step, action, pins)
+    finally:
+        pins.close()
+    # where ``pin verify`` finds the key of this step's hashes
+    result.detail["pin_key"] = action.pin.key_var
+    return result
+
+
+def _send(
+    ctx: RunContext, step: Step, action: SendAction, pins: PinKeeper | None
+) -> StepResult:
     journal, run_id = ctx.journal, ctx.run_id
     interrupted = journal.settle_interrupted(run_id, step.id)
     if interrupted:
@@ -76,7 +104,7 @@ def send(ctx: RunContext, step: Step) -> StepResult:
     control = ctx.control
     try:
         while True:
-            rounds = send_rounds(ctx, step, tally, keep_going)
+            rounds = send_rounds(ctx, step, tally, keep_going, pins)
             if control is None or not control.paused() or ctx.stop.is_set():
                 break
             control.wait_while_paused(ctx.stop)  # resumed: send the rest
@@ -168,6 +196,8 @@ def _plan(ctx: RunContext, step: Step, action: SendAction) -> dict[str, Any]:
     result = plan(journal, run_id, step.id, action.providers[0], messages, rerender=again)
     counts = stats.as_dict()
     detail = {"planned": True, "recipients": counts}
+    if action.pin is not None:
+        detail["pin_key"] = action.pin.key_var
     for bad in stats.invalid_rows:
         ctx.log.emit(
             "recipient.invalid",

@@ -70,11 +70,11 @@ def judge(
     if not total:
         held = sum(counts.get(s, 0) for s in NOT_SENT_BY_CHOICE)
         if held:  # every recipient suppressed, capped or cancelled: nothing to do
-            text = _summary(counts, tally, [])
+            text = _summary(counts, tally, [], action)
             return step_result("succeeded", f"nothing to send: {text}", **summary)
         return step_result("failed", "no recipient to send to", **summary)
     failed_causes = journal.causes(run_id, step.id, "failed")
-    text = _summary(counts, tally, failed_causes)
+    text = _summary(counts, tally, failed_causes, action)
     waiting = counts.get("queued", 0) + counts.get("pending", 0)
     if waiting:
         why = "; ".join(refusal(n, e) for n, e in rounds.down.items())
@@ -119,8 +119,15 @@ def explain(causes: list[Cause]) -> str:
     return "; ".join(parts)
 
 
-def _summary(counts: dict[str, int], tally: Tally, failed: list[Cause]) -> str:
-    parts = [f"sent {counts.get('sent', 0)}", f"failed {counts.get('failed', 0)}"]
+# how a step's summary says its messages went out, by its kind of call
+DONE = {"send": "sent", "pin": "sent PINs", "fire": "fired"}
+
+
+def _summary(
+    counts: dict[str, int], tally: Tally, failed: list[Cause], action: SendAction
+) -> str:
+    done = DONE[action.call]
+    parts = [f"{done} {counts.get('sent', 0)}", f"failed {counts.get('failed', 0)}"]
     if counts.get("unknown"):
         parts.append(f"unknown {counts['unknown']}")
     for held in (*NOT_SENT_BY_CHOICE, "deferred"):
