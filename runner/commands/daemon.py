@@ -30,6 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="serve /healthz and /metrics on this address only, e.g. 127.0.0.1:9464",
     )
     p.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="the address providers call back at (your reverse proxy in front of "
+        "--http, e.g. https://hooks.example.com): check_report callback: true "
+        "gives them URL/callbacks/TOKEN; default http://HOST:PORT of --http",
+    )
+    p.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",
@@ -75,6 +82,10 @@ def main(args: argparse.Namespace) -> int:
         grace = parse_duration(args.misfire_grace)
     except ValueError as e:
         raise UsageError(f"--misfire-grace: {e}") from e
+    if args.callback_url and not args.http:
+        raise UsageError("--callback-url: the callbacks are served by --http: give both")
+    if args.callback_url and not args.callback_url.startswith(("http://", "https://")):
+        raise UsageError(f"--callback-url {args.callback_url!r}: expected an http(s) URL")
     if not args.poll > 0:
         raise UsageError("--poll: expected a number of seconds above 0")
     if args.per_recipient:
@@ -88,6 +99,7 @@ def main(args: argparse.Namespace) -> int:
         log=Path(args.log) if args.log else None,
         sandbox=args.sandbox,
         http=args.http,
+        callback_url=args.callback_url,
         log_format=args.log_format,
         misfire_grace=grace,
         poll=args.poll,

@@ -1,9 +1,12 @@
-"""``/healthz`` and ``/metrics`` over HTTP, on exactly the address given, and
-``POST /runs/{id}/pause|resume|cancel``.
+"""``/healthz`` and ``/metrics`` over HTTP, on exactly the address given,
+``POST /runs/{id}/pause|resume|cancel``, and providers' report callbacks.
 
-The POSTs change what is sent, so they are guarded: with
+The run controls change what is sent, so they are guarded: with
 ``$CAMPAIGN_RUNNER_HTTP_TOKEN`` set they need ``Authorization: Bearer <token>``;
-without it they are only taken from a loopback client.
+without it they are only taken from a loopback client. A callback
+(``/callbacks/{token}``, POST or GET) comes from the provider, so its token is
+its only credential: single-use, issued by a check_report step, its body at
+most ``CALLBACK_MAX`` bytes; anything else is 404 with nothing recorded.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from runner.journal.journal import Journal
 
 TOKEN_ENV = "CAMPAIGN_RUNNER_HTTP_TOKEN"
 _RUN_ACTION = re.compile(r"^/runs/([^/]+)/(" + "|".join(ACTIONS) + r")$")
+_CALLBACK = re.compile(r"^/callbacks/([A-Za-z0-9_-]{20,100})$")
+CALLBACK_MAX = 64 * 1024  # bytes of a callback's body
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,8 @@ class _Handler(BaseHTTPRequestHandler):
                 health = {**state.as_dict(), "daemons": self._daemons()}
                 body = json.dumps(health).encode()
                 self._reply(200 if state.ok else 503, "application/json", body)
+            elif _CALLBACK.match(path):
+                self._callback(path)
             elif path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 self._reply(200, content_type, encoder(self.server.registry))
@@ -80,6 +87,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]
+        if _CALLBACK.match(path):
+            try:
+                self._callback(path)
+            except Exception:  # a provider's call must never take the daemon down
+                log.exception("http: callback failed")
+                self._json(500, {"error": "internal error"})
+            return
         match = _RUN_ACTION.match(path)
         if match is None:
             self._json(404, {"error": "not found"})
@@ -100,6 +114,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(500, {"error": "internal error"})
             return
         self._json(200, {"run_id": answer.run_id, "message": answer.message})
+
+    def _callback(self, path: str) -> None:
+        """A provider says a report is ready: mark its token's callback, once."""
+        match = _CALLBACK.match(path)
+        assert match is not None
+        length = self.headers.get("Content-Length") or "0"
+        size = int(length) if length.isdigit() else -1
+        if not 0 <= size <= CALLBACK_MAX:
+            self.close_connection = True  # the body is not read
+            self._json(404, {"error": "not found"})
+            return
+        self.rfile.read(size)  # read (to keep the connection sane), not kept
+        found = self.server.journal.receive_callback(match.group(1), size)
+        if found is None:
+            self._json(404, {"error": "not found"})
+            return
+        log.info("http: report callback for run %s step %s", *found)
+        self._json(200, {"status": "OK"})
 
     def _refused(self) -> tuple[int, dict[str, str]] | None:
         """Why this client may not control runs (None: it may)."""

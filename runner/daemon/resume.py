@@ -35,7 +35,9 @@ def run_options(
     args = (f" --state {shlex.quote(str(settings.state))}" if settings.state else "") + (
         " --sandbox" if settings.sandbox else ""
     )
-    base = dataclasses.replace(base, command_args=args)
+    base = dataclasses.replace(
+        base, command_args=args, callback_url=settings.callback_url
+    )
     if resume is None and settings.per_recipient:
         base = dataclasses.replace(
             base, per_recipient=settings.per_recipient, on_cap=settings.on_cap

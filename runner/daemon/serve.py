@@ -55,6 +55,10 @@ def serve(
             if settings.http:
                 server = MetricsServer(settings.http, journal, daemon.health).start()
                 log.emit("http.listening", url=server.url)
+                if not settings.callback_url:  # providers call --http itself
+                    daemon.settings = dataclasses.replace(
+                        settings, callback_url=server.url
+                    )
             with daemon.signals():
                 return daemon.run()
         finally:

@@ -20,6 +20,9 @@ class DaemonSettings:
     log: Path | None = None  # event log; None: events.jsonl beside the journal
     sandbox: bool = False
     http: str | None = None  # HOST:PORT for /healthz and /metrics
+    # the public address of --http for providers' callbacks (a reverse proxy);
+    # None: --http itself
+    callback_url: str | None = None
     log_format: str = "text"  # text (stderr) | json (stdout)
     misfire_grace: timedelta = timedelta(minutes=5)  # unless the campaign says
     poll: float = 2.0  # seconds between folder scans

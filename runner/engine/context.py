@@ -49,6 +49,9 @@ class RunOptions:
     # a PIN step appends phone,pin here as each PIN comes back (this run only:
     # never carried to a resumed run, which must ask again)
     export_pins: str | None = None
+    # where providers reach this process's callback endpoint (the daemon's
+    # --callback-url); None: no callbacks, reports are polled
+    callback_url: str | None = None
 
 
 @dataclass

@@ -377,4 +377,5 @@ def _recorded(options: RunOptions) -> dict[str, Any]:
     kept.pop("only_steps", None)
     kept.pop("provider", None)
     kept.pop("export_pins", None)
+    kept.pop("callback_url", None)  # the process's, not the run's
     return kept

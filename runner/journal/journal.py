@@ -14,6 +14,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+from runner.journal.callbacks import CallbackRecords
 from runner.journal.daemons import DaemonRecords, DaemonRow
 from runner.journal.leases import LeaseRecords
 from runner.journal.messages import MessageRecords
@@ -33,6 +34,7 @@ class Journal(
     WorkerRecords,
     SuppressionRecords,
     ZoneRecords,
+    CallbackRecords,
     Reads,
 ):
     """Runs, steps and messages of one journal database, and its writer thread."""

@@ -209,6 +209,20 @@ def _pins(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE messages ADD COLUMN secret_digest VARCHAR")
 
 
+def _callbacks(conn: Connection) -> None:
+    """Report callbacks: the single-use tokens of the webhook URLs handed out."""
+    sa.Table(
+        "callbacks",
+        sa.MetaData(),
+        sa.Column("token_hash", sa.String, primary_key=True),
+        sa.Column("run_id", sa.String, nullable=False),
+        sa.Column("step_id", sa.String, nullable=False),
+        sa.Column("issued_at", sa.String, nullable=False),
+        sa.Column("received_at", sa.String),
+        sa.Column("size", sa.Integer),
+    ).create(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_modes_order_history", _modes_order_history),
@@ -216,4 +230,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0004_shared_sending", _shared_sending),
     ("0005_recipients", _recipients),
     ("0007_pins", _pins),
+    ("0008_callbacks", _callbacks),
 ]

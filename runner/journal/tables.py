@@ -222,3 +222,14 @@ suppressions = sa.Table(
     sa.Column("source", sa.String, nullable=False),  # where it came from, in words
     sa.Column("added_at", sa.String, nullable=False),
 )
+
+callbacks = sa.Table(
+    "callbacks",
+    metadata,
+    sa.Column("token_hash", sa.String, primary_key=True),  # sha256 of the URL token
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("step_id", sa.String, nullable=False),
+    sa.Column("issued_at", sa.String, nullable=False),
+    sa.Column("received_at", sa.String),
+    sa.Column("size", sa.Integer),  # the callback's body, in bytes
+)

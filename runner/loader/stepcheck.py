@@ -301,6 +301,17 @@ class StepChecker:
                         f"provider {provider!r} ({cfg.type}) cannot evaluate {key}: "
                         f"{why}",
                     )
+        callback = spec.get("callback") is True
+        if (
+            callback
+            and cfg is not None
+            and not providers.PROVIDERS[cfg.type].report_callbacks
+        ):
+            self.c.error(
+                (*path, "callback"),
+                f"provider {provider!r} ({cfg.type}) does not call back when a report "
+                "is ready: poll it (every:) instead",
+            )
         if every is None or timeout is None:
             return None
         return CheckReportAction(
@@ -312,6 +323,7 @@ class StepChecker:
             if isinstance(expect, dict)
             else Expect(),
             options=dict(options) if isinstance(options, dict) else {},
+            callback=callback,
         )
 
     # -- references ------------------------------------------------------------------

@@ -206,6 +206,7 @@ class CheckReportAction:
     timeout: timedelta = timedelta(hours=1)
     expect: Expect = field(default_factory=Expect)
     options: Mapping[str, Any] = field(default_factory=dict)
+    callback: bool = False  # the provider calls the daemon back when it is ready
 
 
 @dataclass(frozen=True)

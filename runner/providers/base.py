@@ -202,6 +202,9 @@ class Provider:
     # an opt-out count (max_optout_ratio)
     per_recipient_report: ClassVar[bool] = False
     optout_counts: ClassVar[bool] = False
+    # ``report`` honours ``webhook_callback_url``: the provider calls it once the
+    # report is ready (check_report ``callback: true``)
+    report_callbacks: ClassVar[bool] = False
     # the provider's refusal codes for a recipient who opted out: such a number
     # joins the journal's suppression list, for every later campaign
     optout_codes: ClassVar[frozenset[str]] = frozenset()

@@ -76,6 +76,7 @@ class Tatango(Provider):
     defaults = DEFAULTS
     service_name = "Tatango"
     capabilities = frozenset({Capability.SEND, Capability.REPORT})
+    report_callbacks = True  # webhook_callback_url of POST /momt_reports
     schema = "providers/tatango.schema.json"
     default_base_url = "https://app.tatango.com/api/v2"
     default_rate = Rate(1200, 3600)

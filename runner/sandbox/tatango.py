@@ -5,6 +5,9 @@ the ``momt_report`` object (every field of the documents' example), the send
 answer and the 160-character limit are the documents' own. Where they are silent
 (the bodies of 401/422/429 answers, the list endpoint's defaults) the emulator
 answers as a Rails API would: ``HTTP Basic: Access denied.``, an ``errors`` object.
+A report created with a ``webhook_callback_url`` completes on its own ``settle``
+seconds later and the emulator POSTs it there, in the shape ``GET
+/momt_reports/{id}`` answers (the callback's body is not in the documents).
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import math
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +27,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+
 from runner.sandbox.server import Emulator, Handler, Request, Response, SentMessage
 
 API = "/api/v2"
@@ -29,6 +36,8 @@ MAX_CONTENT = 160
 MAX_PER_PAGE = 1000
 _NUMBER = re.compile(r"1?[0-9]{10}")
 _ACCOUNT_ID = 21  # the documents' example account
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -256,9 +265,24 @@ class TatangoEmulator(Emulator):
             }
             self._rows[ident] = sorted(rows, key=lambda r: r[3])
             self._polls[ident] = 0
-            return Response.json(
-                {"status": "OK", "momt_report": dict(self.reports[ident])}
-            )
+            answer = {"status": "OK", "momt_report": dict(self.reports[ident])}
+        if hook:
+            timer = threading.Timer(self.settle, self._call_back, (ident, hook))
+            timer.daemon = True
+            timer.start()
+        return Response.json(answer)
+
+    def _call_back(self, ident: int, hook: str) -> None:
+        """The report is done: complete it, and POST it to its webhook once."""
+        with self.lock:
+            rep = self.reports[ident]
+            if not (rep["import_completed_at"] or rep["run_errors"] or rep["cancelled"]):
+                self._finish(ident, rep)
+            body = {"status": "OK", "momt_report": dict(rep)}
+        try:
+            requests.post(hook, json=body, timeout=5)
+        except requests.RequestException as e:
+            log.warning("tatango sandbox: webhook of report %s failed: %s", ident, e)
 
     def _status(self, req: Request, m: re.Match[str]) -> Response:
         ident = int(m.group(1))
@@ -282,11 +306,20 @@ class TatangoEmulator(Emulator):
         rep["percent_complete"] = percent
         rep["updated_at"] = now
         if percent == 100:
-            rep["import_completed_at"] = now
-            rep["s3_url"] = f"{self._root}/s3/momt_reports/{ident}.csv"
-            rep["mo_count"] = sum(1 for r in rows if r[0] == "MO")
-            rep["mt_count"] = sum(1 for r in rows if r[0] == "MT")
-            rep["counts_calculated"] = True
+            self._finish(ident, rep)
+
+    def _finish(self, ident: int, rep: dict[str, Any]) -> None:
+        rows = self._rows[ident]
+        now = _stamp(self.clock())
+        rep["import_started_at"] = rep["import_started_at"] or now
+        rep["total_rows"] = rep["processed_rows"] = len(rows)
+        rep["percent_complete"] = 100
+        rep["updated_at"] = now
+        rep["import_completed_at"] = now
+        rep["s3_url"] = f"{self._root}/s3/momt_reports/{ident}.csv"
+        rep["mo_count"] = sum(1 for r in rows if r[0] == "MO")
+        rep["mt_count"] = sum(1 for r in rows if r[0] == "MT")
+        rep["counts_calculated"] = True
 
     def _list(self, req: Request, _m: re.Match[str]) -> Response:
         """The account's MOMT reports, ``page`` (from 1) and ``per_page`` (max 1000)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -51,12 +53,17 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
     send_failed = sum(1 for r in rows if r["status"] == "failed")
     # the step's own figure: every message it sent, through whichever provider
     sent_total = sum(1 for r in rows if r["status"] == "sent")
+    token = _callback(ctx, step, action)
+    options = dict(action.options)
+    if token is not None:
+        base = str(ctx.options.callback_url).rstrip("/")
+        options["webhook_callback_url"] = f"{base}/callbacks/{token}"
     query = ReportQuery(
         since=since,
         until=max(until, datetime.now(UTC)),
         sent=sent,
         campaign_code=ctx.campaign.name,
-        options=action.options,
+        options=options,
     )
     deadline = time.monotonic() + action.timeout.total_seconds()
     min_every = float(getattr(provider, "min_poll_interval", 0.0))
@@ -64,6 +71,7 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
     if ctx.options.max_poll_interval is not None:
         every = min(every, ctx.options.max_poll_interval)
     every = max(every, min_every)
+    pause = _Pause(ctx, step, every, min_every, token)
     cursor: Any = None
     latest: dict[str, Delivery] = {}
     counts: dict[str, float] = {}
@@ -102,7 +110,7 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
             break
         if report.more:  # the next page is ready: no need to wait
             continue
-        if ctx.stop.wait(every):
+        if pause():
             break
     if stops:  # kept even when the report ends short of final: a STOP is a STOP
         learn_stops(ctx, step, action.provider, sorted(stops))
@@ -141,6 +149,56 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
     if unmet:
         return step_result("failed", f"{text}; not met: " + "; ".join(unmet), **figures)
     return step_result("succeeded", text, **figures)
+
+
+def _callback(ctx: RunContext, step: Step, action: CheckReportAction) -> str | None:
+    """A single-use token for the provider's call back, when the step asks for
+    one and this process has an endpoint; None: the report is polled."""
+    if not action.callback:
+        return None
+    if not ctx.options.callback_url:
+        ctx.log.emit(
+            "report.no_callback",
+            ctx.run_id,
+            step.id,
+            reason="no callback endpoint (the daemon's --callback-url): polling",
+        )
+        return None
+    token = secrets.token_urlsafe(32)
+    ctx.journal.issue_callback(token, ctx.run_id, step.id)
+    return token
+
+
+CALLBACK_LOOK = 0.25  # seconds between looks for a callback while waiting
+
+
+@dataclass
+class _Pause:
+    """The wait between polls: ``every`` seconds, cut short once when the
+    provider calls back (never below ``min_every``, its own floor)."""
+
+    ctx: RunContext
+    step: Step
+    every: float
+    min_every: float
+    token: str | None
+    heard: bool = False
+
+    def __call__(self) -> bool:
+        """Wait; True when the run is stopped."""
+        ctx = self.ctx
+        if self.token is None or self.heard:
+            return ctx.stop.wait(self.every)
+        start = time.monotonic()
+        while (left := self.every - (time.monotonic() - start)) > 0:
+            if ctx.stop.wait(min(CALLBACK_LOOK, left)):
+                return True
+            if ctx.journal.callback_received(self.token):
+                self.heard = True
+                ctx.log.emit("report.callback", ctx.run_id, self.step.id)
+                floor = self.min_every - (time.monotonic() - start)
+                return floor > 0 and ctx.stop.wait(floor)
+        return False
 
 
 def expectations(

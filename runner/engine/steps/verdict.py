@@ -92,10 +92,16 @@ def judge(
     if unknown:
         summary["unsettled"] = unknown
         why = _unsettled_why(ctx, step, rounds)
+        then = (
+            " (each then gets a new PIN, which voids one they may have)"
+            if action.pin is not None
+            else ""
+        )
         return step_result(
             "unsettled",
             f"{text}; {unknown} unsettled ({why}): settle them with "
-            f"`campaign-runner retry {run_id} --unknown{ctx.options.command_args}`",
+            f"`campaign-runner retry {run_id} --unknown{ctx.options.command_args}`"
+            + then,
             **summary,
         )
     if failed:
