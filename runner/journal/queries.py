@@ -111,6 +111,7 @@ class Reads(Store):
                     steps.c.run_id == messages.c.run_id,
                     steps.c.step_id == messages.c.step_id,
                 ),
+                isouter=True,
             )
             .where(
                 messages.c.run_id == run_id,

@@ -77,6 +77,40 @@ def test_plan_claim_outcome_and_crash_leftovers(where: Where) -> None:
     j.close()
 
 
+def test_reserved_claims_tell_the_calls_under_way_from_those_never_made(
+    where: Where,
+) -> None:
+    """A PIN step's claims: only a message made pending just before its call may
+    have gone out; after a crash the rest are queued again, not unknown."""
+    j = Journal(where)
+    run = j.start_run("c", "c.yaml", {})
+    w = j.writer
+    w.plan(planned(run, "s", 6))
+    claimer = j.worker.claimer()
+    rows = w.claim(run, "s", "main", claimer, 0, 4, status="reserved")
+    assert j.message_counts(run, "s") == {"reserved": 4, "queued": 2}
+    w.calling(run, "s", rows[0][1])
+    w.calling(run, "s", rows[1][1])
+    digest = "hmac-sha256:ab12"
+    w.record_outcome(
+        Outcome(run, "s", rows[0][1], "sent", "main", 1, secret_digest=digest)
+    )
+    w.flush()
+    assert j.message_counts(run, "s") == {
+        "sent": 1,
+        "pending": 1,
+        "reserved": 2,
+        "queued": 2,
+    }
+    j.worker.done(claimer)  # the send is gone (a kill -9)
+    assert j.settle_interrupted(run, "s") == 1  # the one call under way
+    assert j.message_counts(run, "s") == {"sent": 1, "unknown": 1, "queued": 4}
+    [pin] = j.pins_sent(run, rows[0][1])
+    assert (pin["step_id"], pin["secret_digest"]) == ("s", digest)
+    assert j.pins_sent(run, rows[1][1]) == []  # unknown: no PIN known to match
+    j.close()
+
+
 def test_outcomes_are_committed_in_batches_and_on_flush(where: Where) -> None:
     j = Journal(where)
     run = j.start_run("c", "c.yaml", {})
