@@ -26,7 +26,7 @@ from runner.errors import UsageError
 from runner.journal.journal import Journal
 from runner.journal.where import locate
 from runner.loader.load import load_campaign
-from runner.model.campaign import Campaign
+from runner.model.campaign import Campaign, SendAction
 
 EXCERPT = 48
 
@@ -112,7 +112,7 @@ def preview(
         suppressed=suppressed,
     )
     for t in merge.tallies if limit else []:
-        out.write(f"step {t.step} (template {t.template}):\n")
+        out.write(f"step {t.step} ({_what(campaign, t.step, t.template)}):\n")
         _table(t.shown, out)
     _summary(campaign, merge.tallies, merge.stats, out)
     for line in zone_lines(campaign, [s for s, _ in steps]):
@@ -128,6 +128,18 @@ def preview(
 def _excerpt(text: str) -> str:
     flat = text.replace("\r", "").replace("\n", " ⏎ ")
     return flat if len(flat) <= EXCERPT else flat[: EXCERPT - 1] + "…"
+
+
+def _what(campaign: Campaign, step_id: str, template: str) -> str:
+    """What a step's messages are: a template's text, with a PIN, or fired."""
+    action = campaign.step(step_id).action
+    if isinstance(action, SendAction) and action.fire:
+        return "fired as incoming messages: the step's text"
+    if isinstance(action, SendAction) and action.pin is not None:
+        return (
+            f"template {template}, the provider adds a {action.pin.length}-character PIN"
+        )
+    return f"template {template}"
 
 
 def _table(rows: list[tuple[str, Message]], out: TextIO) -> None:
