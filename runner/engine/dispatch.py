@@ -20,6 +20,7 @@ from typing import Any
 from runner.audience.encoding import needs_ucs2
 from runner.engine.backoff import Breaker, backoff
 from runner.engine.calls import Call
+from runner.engine.holds import ClaimGuard
 from runner.engine.pins import PinKeeper
 from runner.engine.ratelimit import Limiter
 from runner.engine.sharing import Gate
@@ -63,6 +64,7 @@ class Dispatcher:
         call: Call | None = None,
         pins: PinKeeper | None = None,
         one_by_one: bool = False,
+        guard: ClaimGuard | None = None,
     ) -> None:
         self.journal = journal
         self.log = log
@@ -85,6 +87,7 @@ class Dispatcher:
         # a crash only the calls under way are unknown, not a whole claimed batch
         # (a PIN step: a second PIN would void the first)
         self.one_by_one = one_by_one
+        self.guard = guard  # the frequency cap, checked again on each claim
         self.breaker = Breaker()
         self.down: CallError | None = None
         self._halt = threading.Event()  # provider down, stop, or window closed
@@ -108,9 +111,11 @@ class Dispatcher:
         if self.probe and not self._halted():
             first = claim(0, 1)()
             if first:
+                last_seq = first[0][0]
+                first = self._guarded(first)
+            if first:
                 slots.acquire()
                 self._send_one(first[0], slots)
-                last_seq = first[0][0]
         # Long-lived workers fed through a queue: no thread, future or connection
         # per message (the pool's connections are reused by whichever worker).
         work: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
@@ -137,6 +142,7 @@ class Dispatcher:
                 last_seq = rows[-1][0]
                 # the next batch is claimed while this one is called
                 ahead = claim(last_seq, n)
+                rows = self._guarded(rows)
                 for i, row in enumerate(rows):
                     while not slots.acquire(timeout=0.2):
                         if self._halted():
@@ -159,6 +165,37 @@ class Dispatcher:
         writer.flush()
         stopped = self.stop.is_set() or not self.keep_going()
         return DispatchResult(self.tally, self.down, stopped)
+
+    def _guarded(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The claimed rows the frequency cap still allows; the others held."""
+        if self.guard is None or not rows:
+            return rows
+        held = self.guard([r[1] for r in rows])
+        if not held:
+            return rows
+        for phone in held:
+            self.journal.writer.record_outcome(
+                Outcome(
+                    run_id=self.run_id,
+                    step_id=self.step_id,
+                    phone=phone,
+                    status=self.guard.status,
+                    provider=self.name,
+                    attempts=0,
+                    error_kind=self.guard.status,
+                    error_detail=self.guard.why,
+                )
+            )
+        self.tally.add(held=len(held))
+        self.log.emit(
+            "step.held",
+            self.run_id,
+            self.step_id,
+            at="claim",
+            **{self.guard.status: len(held)},
+            cap=str(self.guard.cap),
+        )
+        return [r for r in rows if r[1] not in held]
 
     def _halted(self) -> bool:
         if self.stop.is_set() or self.down is not None or not self.keep_going():

@@ -8,16 +8,18 @@ report, a refusal that says the person opted out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from runner.engine.context import RunContext
 from runner.engine.scheduler import in_window, next_window_open
+from runner.journal.journal import Journal
 from runner.journal.store import now_iso
 from runner.journal.suppressions import Suppression
-from runner.model.campaign import FrequencyCap, Step
+from runner.model.campaign import Campaign, FrequencyCap, Step
 from runner.model.timeparse import parse_cap
 
 
@@ -37,12 +39,63 @@ def run_mode(ctx: RunContext) -> str:
 
 def cap_of(ctx: RunContext) -> FrequencyCap | None:
     """The campaign's own cap, else the one its daemon gives every campaign."""
-    if ctx.campaign.per_recipient is not None:
-        return ctx.campaign.per_recipient
-    if not ctx.options.per_recipient:
+    return cap_for(ctx.campaign, ctx.options.per_recipient, ctx.options.on_cap)
+
+
+def cap_for(
+    campaign: Campaign, per_recipient: str | None, on_cap: str = "skip"
+) -> FrequencyCap | None:
+    """The campaign's own cap, else the default its run was given (as written)."""
+    if campaign.per_recipient is not None:
+        return campaign.per_recipient
+    if not per_recipient:
         return None
-    count, window = parse_cap(ctx.options.per_recipient)
-    return FrequencyCap(count, window, defer=ctx.options.on_cap == "defer")
+    count, window = parse_cap(per_recipient)
+    return FrequencyCap(count, window, defer=on_cap == "defer")
+
+
+def run_cap(journal: Journal, campaign: Campaign, run_id: str) -> FrequencyCap | None:
+    """The cap of a run another process drives, from its stored options."""
+    run: Mapping[str, object] = journal.get_run(run_id) or {}
+    try:
+        options = json.loads(str(run.get("options") or "{}"))
+    except ValueError:
+        options = {}
+    return cap_for(campaign, options.get("per_recipient"), options.get("on_cap", "skip"))
+
+
+@dataclass(frozen=True)
+class ClaimGuard:
+    """The frequency cap again, on each claimed batch right before its calls:
+    what two campaigns planned at the same moment both passed (see
+    ``Journal.over_cap``). The numbers it holds are ``capped`` or ``deferred``."""
+
+    journal: Journal
+    run_id: str
+    step_id: str
+    mode: str
+    cap: FrequencyCap
+    clock: Callable[[], datetime]
+
+    @property
+    def status(self) -> str:
+        return "deferred" if self.cap.defer else "capped"
+
+    @property
+    def why(self) -> str:
+        return f"over the frequency cap {self.cap} (another message went first)"
+
+    def __call__(self, phones: Sequence[str]) -> set[str]:
+        return self.journal.over_cap(
+            self.run_id, self.step_id, self.mode, self.cap, phones, self.clock()
+        )
+
+
+def claim_guard(ctx: RunContext, step: Step) -> ClaimGuard | None:
+    cap = cap_of(ctx)
+    if cap is None:
+        return None
+    return ClaimGuard(ctx.journal, ctx.run_id, step.id, run_mode(ctx), cap, ctx.clock)
 
 
 def hold_back(ctx: RunContext, step: Step) -> Held:

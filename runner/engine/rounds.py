@@ -18,6 +18,7 @@ from typing import Any
 from runner.engine.calls import call_for
 from runner.engine.context import RunContext
 from runner.engine.dispatch import Dispatcher
+from runner.engine.holds import claim_guard
 from runner.engine.pins import PinKeeper
 from runner.engine.reconcile import Settlement, reconcile_unknown
 from runner.engine.sharing import Share
@@ -106,6 +107,7 @@ def _dispatch(
     down: dict[str, CallError],
     pins: PinKeeper | None,
 ) -> None:
+    guard = claim_guard(ctx, step)
     for name in names:
         if name in down:
             continue
@@ -146,6 +148,7 @@ def _dispatch(
                     call=call_for(provider, action),
                     pins=pins,
                     one_by_one=action.pin is not None,
+                    guard=guard,
                 ).run()
                 if share is None or outcome.provider_down or outcome.stopped:
                     break

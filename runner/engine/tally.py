@@ -20,6 +20,7 @@ class Tally:
     unknown: int = 0
     failed: Counter[str] = field(default_factory=Counter)
     requeued: int = 0
+    held: int = 0  # held back at the claim by the frequency cap
     retries: int = 0
     segments: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -41,4 +42,4 @@ class Tally:
 
     @property
     def done(self) -> int:
-        return self.sent + self.unknown + sum(self.failed.values())
+        return self.sent + self.unknown + self.held + sum(self.failed.values())

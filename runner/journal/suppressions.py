@@ -20,7 +20,8 @@ from runner.journal.tables import messages, runs, suppressions
 from runner.model.campaign import FrequencyCap as Cap
 
 SCOPES = ("marketing", "all")
-COUNTED = ("sent", "pending", "unknown")  # may have reached the person
+COUNTED = ("sent", "pending", "reserved", "unknown")  # may reach the person
+IN_FLIGHT = ("pending", "reserved")  # claimed: called now, or about to be
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,58 @@ class SuppressionRecords(Store):
                 .values(status=held, error_kind=held, error_detail=why)
             ).rowcount
         return int(n), int(released)
+
+    def over_cap(
+        self,
+        run_id: str,
+        step_id: str,
+        mode: str,
+        cap: Cap,
+        phones: Sequence[str],
+        now: datetime,
+    ) -> set[str]:
+        """Of the step's just-claimed ``phones``, those the cap forbids now.
+
+        The plan-time hold cannot see two campaigns planning at once; this runs
+        on the claimed rows, right before their calls. A message sent (or maybe
+        sent) counts; one claimed by another send counts when it was claimed
+        first (``sent_at``, then ``idem_key``, as a total order), so of two
+        claims racing for one number exactly one goes out.
+        """
+        if not phones:
+            return set()
+        since = (now - cap.window).isoformat(timespec="milliseconds")
+        other = messages.alias("other")
+        first = sa.or_(
+            other.c.sent_at < messages.c.sent_at,
+            sa.and_(
+                other.c.sent_at == messages.c.sent_at,
+                other.c.idem_key < messages.c.idem_key,
+            ),
+        )
+        got = (
+            sa.select(sa.func.count())
+            .select_from(other.join(runs, runs.c.id == other.c.run_id))
+            .where(
+                other.c.phone == messages.c.phone,
+                other.c.sent_at >= since,
+                runs.c.mode == mode,
+                sa.not_(sa.and_(other.c.run_id == run_id, other.c.step_id == step_id)),
+                sa.or_(
+                    other.c.status.in_(("sent", "unknown")),
+                    sa.and_(other.c.status.in_(IN_FLIGHT), first),
+                ),
+            )
+            .scalar_subquery()
+        )
+        q = sa.select(messages.c.phone).where(
+            messages.c.run_id == run_id,
+            messages.c.step_id == step_id,
+            messages.c.phone.in_(list(phones)),
+            got >= cap.count,
+        )
+        with self.connect() as conn:
+            return {str(p) for p in conn.scalars(q)}
 
     def next_cap_release(
         self, run_id: str, step_id: str, mode: str, cap: Cap, now: datetime

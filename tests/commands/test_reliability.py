@@ -13,15 +13,16 @@ from collections import Counter
 from pathlib import Path
 
 from runkit import (
+    MAILUP_ENV,
     cli,
     copy_campaign,
     edit,
     events,
     journal_rows,
+    many_recipients,
     standalone_sandbox,
     start_cli,
 )
-from test_run import MAILUP_ENV, many_recipients
 
 
 def test_kill_9_again_and_again_then_resume_sends_each_recipient_exactly_once(

@@ -16,28 +16,10 @@ from runkit import (
     edit,
     events,
     journal_rows,
+    many_recipients,
     standalone_sandbox,
     start_cli,
 )
-
-
-def many_recipients(path: Path, n: int, *, failing: int = 0) -> None:
-    """Replace the campaign's recipients with ``n`` generated mobile numbers."""
-    csv = path.parent / "many.csv"
-    with csv.open("w") as f:
-        f.write("phone,name,lang\n")
-        for i in range(n):
-            tail = 99 if i < failing else i % 90  # the sandbox fails deliveries to ...99
-            f.write(f"+346{100000 + i:06d}{tail:02d},Name {i},es\n")
-
-    def apply(data: dict) -> None:
-        data["recipients"] = {"file": "many.csv"}
-        data["providers"]["mailup"].update(rate="1000/s", concurrency=16)
-        for step in data["steps"]:
-            if "check_report" in step:
-                step["check_report"]["every"] = "500ms"
-
-    edit(path, apply)
 
 
 def test_multi_step_rehearsal_on_the_sandbox(tmp_path: Path) -> None:

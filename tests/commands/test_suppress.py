@@ -5,10 +5,22 @@ frequency caps counted across campaigns."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from runkit import MAILUP_ENV, cli, copy_campaign, edit, events, journal_rows
+from runkit import (
+    MAILUP_ENV,
+    cli,
+    copy_campaign,
+    edit,
+    events,
+    journal_rows,
+    standalone_sandbox,
+    start_cli,
+)
+
+from runner.journal.journal import Journal
 
 OGANGI_ENV = {"OGANGI_PUBLIC_KEY": "pk-test", "OGANGI_PRIVATE_KEY": "sk-test"}
 STOPPER = "+584121234502"
@@ -306,3 +318,52 @@ def test_a_follow_up_is_validated_against_what_the_earlier_step_can_tell(
     assert "steps[2].send.recipients.where: step 'remind' sends through 'ogangi'" in said
     assert "select by the send outcome (status:) instead" in said
     assert "steps[3].send.recipients.from: unknown step 'nope'" in said
+
+
+def test_two_campaigns_sending_at_once_still_send_the_overlap_once(
+    tmp_path: Path,
+) -> None:
+    """Both plan before either sends (no plan-time hold can see the other): the
+    cap is checked again on each claim, and the first claim of a number wins."""
+    state = tmp_path / "j.db"
+    paths = []
+    for name, first in (("race-a", 0), ("race-b", 100)):
+        path = copy_campaign("mailup-spring-promo.yaml", tmp_path / name)
+        (path.parent / "many.csv").write_text(
+            "phone,name,lang\n"
+            + "".join(f"+3469{i:07d},N {i},es\n" for i in range(first, first + 300))
+        )
+
+        def apply(d: dict[str, Any], name: str = name) -> None:
+            d["name"] = name
+            d["limits"] = {"per_recipient": "1/24h"}
+            d["recipients"] = {"file": "many.csv"}
+            d["steps"] = [d["steps"][1]]
+            d["providers"]["mailup"].update(rate="150/s", concurrency=4)
+
+        edit(path, apply)
+        paths.append(path)
+    with standalone_sandbox(paths[0], MAILUP_ENV) as sb:
+        for p in paths:
+            sb.point(p)
+        procs = [
+            start_cli("run", str(p), "--now", "--state", str(state), env=MAILUP_ENV)
+            for p in paths
+        ]
+        outs = [p.communicate(timeout=120) for p in procs]
+        received = sb.messages()["mailup"]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    per_number = Counter(m["to"] for m in received)
+    assert len(per_number) == 400  # 0-399: 200 of them on both lists
+    assert max(per_number.values()) == 1
+    j = Journal(state)
+    try:
+        rows = [m for r in j.list_runs() for m in j.messages_for(r["id"])]
+    finally:
+        j.close()
+    by_phone: dict[str, list[str]] = {}
+    for m in rows:
+        by_phone.setdefault(m["phone"], []).append(m["status"])
+    both = {p: sorted(s) for p, s in by_phone.items() if len(s) == 2}
+    assert len(both) == 200
+    assert set(map(tuple, both.values())) == {("capped", "sent")}

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from runkit import copy_campaign, edit, events
-from test_run import many_recipients
+from runkit import copy_campaign, edit, events, many_recipients
 
 from runner.engine.context import RunOptions
 from runner.engine.run import run_campaign

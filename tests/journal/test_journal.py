@@ -265,6 +265,37 @@ def test_claims_of_a_gone_worker_settle_and_status_counts_each_daemons_flight(
         j.close()
 
 
+def test_of_two_claims_racing_for_a_capped_number_the_first_goes(where: Where) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from runner.model.campaign import FrequencyCap
+
+    j = Journal(where)
+    try:
+        a = j.start_run("a", "a.yaml", {})
+        b = j.start_run("b", "b.yaml", {})
+        j.writer.plan(planned(a, "s", 2))
+        j.writer.plan(planned(b, "s", 2))
+        phones = [f"+3460000{i:04d}" for i in range(2)]
+        # both planned; a claims first, then b: each sees the other's claim
+        j.writer.claim(a, "s", "main", "x#1", 0, 2)
+        j.writer.claim(b, "s", "main", "y#1", 0, 2)
+        cap = FrequencyCap(1, timedelta(hours=24))
+        now = datetime.now(UTC)
+        assert j.over_cap(a, "s", "real", cap, phones, now) == set()
+        assert j.over_cap(b, "s", "real", cap, phones, now) == set(phones)
+        # a's call failed for phone 0: it no longer counts against b
+        j.writer.record_outcome(Outcome(a, "s", phones[0], "failed", "main", 1))
+        j.writer.flush()
+        assert j.over_cap(b, "s", "real", cap, phones, now) == {phones[1]}
+        assert (
+            j.over_cap(b, "s", "real", FrequencyCap(2, cap.window), phones, now) == set()
+        )
+        assert j.over_cap(b, "s", "sandbox", cap, phones, now) == set()  # other mode
+    finally:
+        j.close()
+
+
 def test_suppressions_and_caps_act_on_queued_rows_only(where: Where) -> None:
     """Listed numbers' queued rows become suppressed (and queued again once off
     the list); a number over its cap in the window is capped or deferred, from
