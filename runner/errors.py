@@ -71,12 +71,26 @@ class TemplateError(RunnerError):
 
     ``problem`` is the same for every recipient the same mistake hits
     (``template 'promo' variant 'en': undefined variable 'nmae'``), so failures
-    can be counted by cause; the message adds which recipient.
+    can be counted by cause; the message adds which recipient. ``issue`` is the
+    mistake alone (``undefined variable 'nmae'``), ``variant`` the template's
+    variant and ``where`` the recipient's place (``contacts.csv:12``), for
+    grouping (runner.audience.failures).
     """
 
-    def __init__(self, message: str, problem: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        problem: str | None = None,
+        *,
+        issue: str | None = None,
+        variant: str | None = None,
+        where: str = "",
+    ) -> None:
         super().__init__(message)
         self.problem = problem or message
+        self.issue = issue or self.problem
+        self.variant = variant
+        self.where = where
 
 
 class RecipientError(RunnerError):

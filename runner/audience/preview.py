@@ -16,12 +16,11 @@ from typing import TextIO
 
 from runner.audience import render as batch
 from runner.audience.encoding import GSM7, UCS2
+from runner.audience.failures import Failures
 from runner.audience.recipient import RecipientStats
 from runner.audience.render import BY_DATA, BY_TEXT, FAILED, GSM, UNICODE, Message, Pack
 from runner.errors import RecipientError, UsageError
 from runner.model.campaign import Campaign, SendAction
-
-MAX_FAILURES_LISTED = 50
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class Tally:
     segments: int = 0
     by_encoding: Counter[str] = field(default_factory=Counter)
     failed: int = 0
-    failures: list[str] = field(default_factory=list)
+    failures: Failures = field(default_factory=Failures)  # grouped by cause
     by_text: int = 0  # UCS-2 messages due to non-GSM characters in the text
     by_data: int = 0  # ... only in the recipient's data
     culprits: Counter[str] = field(default_factory=Counter)
@@ -73,11 +72,9 @@ class Tally:
         self.by_data += by_data
         self.culprits.update(out.culprits)
         skip = set(dropped)
-        for n, error in out.errors.items():
-            if len(self.failures) >= MAX_FAILURES_LISTED:
-                break
+        for n, failure in out.errors.items():
             if n not in skip:
-                self.failures.append(error)
+                self.failures.add(failure)
         for n, shown in enumerate(out.shown):
             if len(self.shown) >= limit:
                 break

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from runner.audience import sources
 from runner.audience.encoding import UCS2
+from runner.audience.failures import Unrendered
 from runner.audience.phones import mask_phone
 from runner.audience.recipient import InvalidRow, Recipient
 from runner.audience.recipients import Screen
@@ -71,7 +72,7 @@ class Output(NamedTuple):
     kinds: bytes  # GSM, UNICODE or FAILED per row
     forced: bytes  # BY_TEXT, BY_DATA or NOT_FORCED per row
     segments: array[int]  # per row (0 when failed)
-    errors: dict[int, str]  # row -> why it failed
+    errors: dict[int, Unrendered]  # row -> why it failed
     culprits: Counter[str]  # characters that forced UCS-2 (to name the worst)
     shown: list[tuple[str, Message]]  # (phone, message) per row, when asked
 
@@ -159,7 +160,7 @@ class Job:
         kinds = [bytearray() for _ in templates]
         forced = [bytearray() for _ in templates]
         segments = [array("I") for _ in templates]
-        errors: list[dict[int, str]] = [{} for _ in templates]
+        errors: list[dict[int, Unrendered]] = [{} for _ in templates]
         culprits: list[Counter[str]] = [Counter() for _ in templates]
         shown: list[list[tuple[str, Message]]] = [[] for _ in templates]
         texts: list[str] = []
@@ -169,7 +170,8 @@ class Job:
                 try:
                     rendered = render(name, r)
                 except TemplateError as e:
-                    error = errors[i][n] = str(e)
+                    errors[i][n] = Unrendered.of(e)
+                    error = str(e)
                     kinds[i] += FAILED
                     forced[i] += NOT_FORCED
                     segments[i].append(0)

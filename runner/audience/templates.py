@@ -214,6 +214,7 @@ class Rendered:
 
 
 _UNDEFINED = re.compile(r"^'([^']+)' is undefined$")
+_NO_ATTRIBUTE = re.compile(r"^'[^']+' has no attribute '([^']+)'$")
 # Errors a filter or an operation can raise on a recipient's data.
 _DATA_ERRORS = (ValueError, TypeError, ArithmeticError, LookupError)
 
@@ -224,7 +225,11 @@ def describe(error: Exception) -> str:
         return f"tried to access an unsafe attribute ({error})"
     if isinstance(error, jinja2.UndefinedError):
         m = _UNDEFINED.match(str(error))
-        return f"undefined variable '{m.group(1)}'" if m else str(error)
+        if m:
+            return f"undefined variable '{m.group(1)}'"
+        # "'dict object' has no attribute 'nmae'": Jinja's words for a missing key
+        m = _NO_ATTRIBUTE.match(str(error))
+        return f"undefined attribute '{m.group(1)}'" if m else str(error)
     if isinstance(error, jinja2.TemplateSyntaxError):
         return f"line {error.lineno}: {error.message}"
     return f"{type(error).__name__}: {error}"
@@ -277,16 +282,23 @@ class Renderer:
         except (jinja2.TemplateError, *_DATA_ERRORS) as e:
             problem = describe(e)
             raise TemplateError(
-                f"{name} {problem} for {where(recipient)}", f"{name}: {problem}"
+                f"{name} {problem} for {where(recipient)}",
+                f"{name}: {problem}",
+                issue=problem,
+                variant=variant,
+                where=recipient.location,
             ) from e
         seg = count_segments(text)
         if seg.segments > self._max_segments:
             chars = f", because of {_quote(seg.non_gsm)}" if seg.non_gsm else ""
+            over = f"over max_segments {self._max_segments}"
             raise TemplateError(
                 f"{name} is {seg.segments} segments ({seg.encoding}"
-                f"{chars}) for {where(recipient)}, over max_segments "
-                f"{self._max_segments}",
-                f"{name}: over max_segments {self._max_segments}",
+                f"{chars}) for {where(recipient)}, {over}",
+                f"{name}: {over}",
+                issue=over,
+                variant=variant,
+                where=recipient.location,
             )
         return Rendered(text, seg, variant)
 
@@ -353,6 +365,8 @@ class _Compiled:
             raise TemplateError(
                 f"template {self.name!r} has {problem}, for {where(recipient)}",
                 f"template {self.name!r}: {problem}",
+                issue=problem,
+                where=recipient.location,
             )
         return self.default_key, self.default
 

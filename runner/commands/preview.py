@@ -186,11 +186,13 @@ def _summary(
             out.write(f"  ... and {stats.invalid - len(stats.invalid_rows):,} more\n")
     for t in tallies:
         if t.failed:
-            out.write(f"\nstep {t.step}: {t.failed:,} recipients cannot be rendered:\n")
-            for reason in t.failures:
-                out.write(f"  {reason}\n")
-            if t.failed > len(t.failures):
-                out.write(f"  ... and {t.failed - len(t.failures):,} more\n")
+            who = "recipient" if t.failed == 1 else "recipients"
+            out.write(
+                f"\nstep {t.step} (template {t.template}): {t.failed:,} {who} "
+                "cannot be rendered:\n"
+            )
+            for line in t.failures.lines():
+                out.write(f"  {line}\n")
 
 
 def _ucs2_warnings(campaign: Campaign, t: Tally) -> list[str]:

@@ -10,9 +10,10 @@ recipients who are no longer in the list.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from runner.audience.failures import Failures, Unrendered
 from runner.audience.recipient import Recipient, RecipientStats
 from runner.audience.recipients import iter_recipients
 from runner.audience.templates import Renderer
@@ -42,6 +43,8 @@ class PlanResult:
     added: int = 0
     rerendered: int = 0
     dropped: int = 0  # queued messages of recipients no longer in the list
+    # the messages recorded failed because they cannot be rendered, by cause
+    unrendered: Failures = field(default_factory=Failures)
 
 
 def renderings(
@@ -121,6 +124,7 @@ def plan(
     again: list[Planned] = []
     seen: set[str] = set()
     added = rerendered = 0
+    unrendered = Failures()
     for m in messages:
         state = known.get(m.phone)
         if state is not None and not rerender:
@@ -131,6 +135,8 @@ def plan(
             seen.add(m.phone)
             if state is not None and state not in NEVER_CALLED and state != "failed":
                 continue
+        if m.error is not None:
+            unrendered.add(Unrendered.of(m.error))
         if state is None:
             seq += 1
             new.append(_planned(run_id, step_id, provider, m, seq))
@@ -159,7 +165,7 @@ def plan(
         dropped = journal.cancel(
             run_id, step_id, gone, "no longer in the recipients when the run resumed"
         )
-    return PlanResult(added, rerendered, dropped)
+    return PlanResult(added, rerendered, dropped, unrendered)
 
 
 def _planned(run_id: str, step_id: str, provider: str, m: Rendering, seq: int) -> Planned:

@@ -58,6 +58,18 @@ class Reads(Store):
                 out.append(Cause(kind or "", code or "", int(n), first or ""))
             return out
 
+    def count_failed(self, run_id: str, step_id: str, kind: str) -> int:
+        """How many of a step's messages failed with ``error_kind`` ``kind``."""
+        m = messages
+        q = sa.select(sa.func.count()).where(
+            m.c.run_id == run_id,
+            m.c.step_id == step_id,
+            m.c.status == "failed",
+            m.c.error_kind == kind,
+        )
+        with self.connect() as conn:
+            return int(conn.scalar(q) or 0)
+
     def list_runs(
         self, campaign: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:

@@ -65,7 +65,7 @@ def test_missing_variable_names_template_variable_and_masked_recipient() -> None
 
 
 def test_missing_attribute_is_an_error_too() -> None:
-    with pytest.raises(TemplateError, match="has no attribute 'missing'"):
+    with pytest.raises(TemplateError, match="undefined attribute 'missing'"):
         render("{{ vars.missing }}")
 
 

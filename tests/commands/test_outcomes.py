@@ -122,6 +122,36 @@ def test_a_variant_that_cannot_render_stops_the_step_before_any_call(
     assert Counter(m["status"] for m in rows) == {"failed": 4, "queued": 6}
 
 
+def test_render_failures_are_one_line_per_problem_and_variant(tmp_path: Path) -> None:
+    campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
+    mixed_langs(campaign, 600, english=0)
+    rows = (tmp_path / "mixed.csv").read_text().splitlines()
+    # every fourth recipient from the 7th (file line 8) on in English: 149 of them
+    rows[1:] = [
+        r.replace(",es", ",en") if i >= 6 and i % 4 == 2 else r
+        for i, r in enumerate(rows[1:])
+    ]
+    (tmp_path / "mixed.csv").write_text("\n".join(rows) + "\n")
+    state = tmp_path / "j.db"
+    with standalone_sandbox(campaign, MAILUP_ENV) as sb:
+        sb.point(campaign)
+        r = cli("run", str(campaign), "--now", "--state", str(state), env=MAILUP_ENV)
+        assert r.returncode == 1, r.stdout + r.stderr
+        line = next(x for x in r.stdout.splitlines() if "blast: FAILED" in x)
+        assert line.endswith(
+            "blast: FAILED - 149 of 600 messages cannot be rendered, more than "
+            "max_failed 0 allows (nothing was sent): undefined attribute 'nmae' in "
+            "variant 'en': 149 recipients, first at mixed.csv:8"
+        ), line
+        assert sb.calls() == [] and not any(sb.messages().values())
+        # run again, it resumes: the same line, still nothing sent
+        r = cli("run", str(campaign), "--now", "--state", str(state), env=MAILUP_ENV)
+        assert r.returncode == 1 and line.split(" - ", 1)[1] in r.stdout, r.stdout
+        assert sb.calls() == [] and not any(sb.messages().values())
+    _, journal = journal_rows(state)
+    assert Counter(m["status"] for m in journal) == {"failed": 149, "queued": 451}
+
+
 def test_with_a_tolerance_the_rest_is_sent_and_the_failures_named(tmp_path: Path) -> None:
     campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
     mixed_langs(campaign, 10, english=4)

@@ -107,9 +107,9 @@ def test_render_failures_exit_1_with_reasons() -> None:
     code, out, messages = run(campaign, fmt="json")
     assert code == 1
     assert "step blast: 1 messages, 1 segments (GSM-7 1), 1 failed" in out
-    assert (
-        "  template 't' undefined variable 'name' for inline row 2 (+34*****5679)"
-    ) in out.splitlines()
+    assert "  undefined variable 'name': 1 recipient, first at inline row 2" in (
+        out.splitlines()
+    )
     records = json.loads(messages)
     assert [r["error"] for r in records] == [
         None,
@@ -127,6 +127,65 @@ def test_render_failures_exit_1_with_reasons() -> None:
         "text": "Hi Ana",
         "error": None,
     }
+
+
+def langs_csv(path: Path, n: int) -> None:
+    """``n`` rows, every third one (file lines 4, 7, ...) in English."""
+    rows = ["phone,name,lang"] + [
+        f"+3461200{i:04d},Name {i},{'en' if i % 3 == 2 else 'es'}" for i in range(n)
+    ]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+# through ``recipient``: a name validate cannot check (the CSV header has every
+# other one), so it fails per message, as a field missing from JSON Lines does
+NMAE = Template(
+    "promo",
+    variants={"es": "Hola {{ name }}", "en": "Hi {{ recipient.nmae }}"},
+    variant_by="lang",
+)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_render_failures_are_grouped_by_problem_and_variant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    if workers > 1 and threading.active_count() > 1:
+        pytest.skip("worker processes are not forked while threads run")
+    langs_csv(tmp_path / "contacts.csv", 3000)
+    monkeypatch.setattr(batch, "CHUNK_LINES", 250)  # the groups span chunks
+    campaign = make_campaign(
+        base=tmp_path, file="contacts.csv", templates={"promo": NMAE}
+    )
+    code, out, _ = run(campaign, limit=0, workers=workers)
+    assert code == 1
+    at = out.index("step blast (template promo): 1,000 recipients cannot be rendered:")
+    assert out[at:].splitlines()[1:] == [
+        "  undefined attribute 'nmae' in variant 'en': 1,000 recipients, "
+        "first at contacts.csv:4"
+    ]
+    assert "step blast: 2,000 messages, 2,000 segments (GSM-7 2,000), 1,000 failed" in out
+
+
+def test_render_failure_groups_are_capped(tmp_path: Path) -> None:
+    # a data error differs per value: 30 problems, the commonest 10 listed
+    rows = ["phone,name,when"] + [
+        f"+3461200{i:04d},Name {i},{'2026-05-01' if i < 20 else f'soon{i % 30}'}"
+        for i in range(20 + 30 * 4)
+    ]
+    (tmp_path / "r.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    campaign = make_campaign(
+        base=tmp_path, file="r.csv", templates={"t": "{{ when | date }}"}
+    )
+    code, out, _ = run(campaign, limit=0)
+    assert code == 1
+    listed = out.split("120 recipients cannot be rendered:\n", 1)[1].splitlines()
+    assert len(listed) == 11
+    assert listed[0] == (
+        "  ValueError: not an ISO date or datetime: 'soon20': 4 recipients, "
+        "first at r.csv:22"
+    )
+    assert listed[-1] == "  ... and 80 recipients with 20 other problems"
 
 
 def test_csv_output_quotes_like_the_csv_module() -> None:

@@ -198,6 +198,8 @@ def _plan(ctx: RunContext, step: Step, action: SendAction) -> dict[str, Any]:
     detail = {"planned": True, "recipients": counts}
     if action.pin is not None:
         detail["pin_key"] = action.pin.key_var
+    if result.unrendered.total:
+        detail["unrendered"] = result.unrendered.as_json()
     for bad in stats.invalid_rows:
         ctx.log.emit(
             "recipient.invalid",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runner.audience.failures import Failures
 from runner.engine.context import RunContext, StepResult
 from runner.engine.reads import step_result
 from runner.engine.rounds import RoundsResult, refusal
@@ -25,12 +26,7 @@ def render_verdict(
     """A failed step when more messages cannot be rendered than ``max_failed``
     allows (nothing is sent then); None when the step may go on."""
     counts = ctx.journal.message_counts(ctx.run_id, step.id)
-    causes = [
-        c
-        for c in ctx.journal.causes(ctx.run_id, step.id, "failed")
-        if c.kind == "template"
-    ]
-    failed = sum(c.count for c in causes)
+    failed, grouped = unrendered(ctx, step, detail)
     total = meant(counts)
     if not failed or action.max_failed.allows(failed, total):
         return None
@@ -39,10 +35,11 @@ def render_verdict(
     return step_result(
         "failed",
         f"{failed} of {total} messages cannot be rendered, more than max_failed "
-        f"{action.max_failed} allows ({where}): {explain(causes)}",
+        f"{action.max_failed} allows ({where}): {_why_unrendered(ctx, step, grouped)}",
         counts=counts,
         planned=True,
         recipients=detail.get("recipients", {}),
+        **_kept(detail),
     )
 
 
@@ -63,6 +60,7 @@ def judge(
         "planned": True,
         "recipients": detail.get("recipients", {}),
         "rounds": rounds.rounds,
+        **_kept(detail),
     }
     if ctx.stop.is_set():
         return step_result("interrupted", "interrupted", **summary)
@@ -74,7 +72,8 @@ def judge(
             return step_result("succeeded", f"nothing to send: {text}", **summary)
         return step_result("failed", "no recipient to send to", **summary)
     failed_causes = journal.causes(run_id, step.id, "failed")
-    text = _summary(counts, tally, failed_causes, action)
+    grouped = unrendered(ctx, step, detail)[1]
+    text = _summary(counts, tally, failed_causes, action, grouped)
     waiting = counts.get("queued", 0) + counts.get("pending", 0)
     if waiting:
         why = "; ".join(refusal(n, e) for n, e in rounds.down.items())
@@ -109,20 +108,52 @@ def judge(
     return step_result("succeeded", text, **summary)
 
 
+def _kept(detail: dict[str, Any]) -> dict[str, Any]:
+    """What planning found that a resumed step shows again (its render failures)."""
+    return {"unrendered": detail["unrendered"]} if "unrendered" in detail else {}
+
+
 def meant(counts: dict[str, int]) -> int:
     """The messages a step means to send: not those skipped by choice."""
     return sum(counts.values()) - sum(counts.get(s, 0) for s in NOT_SENT_BY_CHOICE)
 
 
-def explain(causes: list[Cause]) -> str:
-    """``template 'promo' variant 'en': undefined variable 'nmae' x793 (first:
-    contacts.csv:12 ...)``: one entry per cause, the commonest first."""
+def explain(causes: list[Cause], grouped: Failures | None = None) -> str:
+    """``rejected 21 x3; undefined variable 'nmae' in variant 'en': 793
+    recipients, first at contacts.csv:12``: one entry per cause, the commonest
+    first; with ``grouped``, the messages that cannot be rendered as planning
+    grouped them (runner.audience.failures)."""
     parts = []
     for c in causes:
+        if c.kind == "template" and grouped is not None:
+            continue
         first = f" (first: {c.first})" if c.first and c.kind == "template" else ""
         name = c.code if c.kind == "template" else f"{c.kind} {c.code}".strip()
         parts.append(f"{name} x{c.count}{first}")
+    if grouped is not None:
+        parts += grouped.lines()
     return "; ".join(parts)
+
+
+def unrendered(
+    ctx: RunContext, step: Step, detail: dict[str, Any]
+) -> tuple[int, Failures | None]:
+    """How many of the step's messages cannot be rendered, and by cause as its
+    planning grouped them; None when they are not all there (a plan cut short
+    and continued, an older journal): the journal's own causes are shown then."""
+    failed = ctx.journal.count_failed(ctx.run_id, step.id, "template")
+    data = detail.get("unrendered")
+    if not failed or not isinstance(data, dict):
+        return failed, None
+    grouped = Failures.from_json(data)
+    return failed, grouped if grouped.total == failed else None
+
+
+def _why_unrendered(ctx: RunContext, step: Step, grouped: Failures | None) -> str:
+    if grouped is not None:
+        return "; ".join(grouped.lines())
+    causes = ctx.journal.causes(ctx.run_id, step.id, "failed")
+    return explain([c for c in causes if c.kind == "template"])
 
 
 # how a step's summary says its messages went out, by its kind of call
@@ -130,7 +161,11 @@ DONE = {"send": "sent", "pin": "sent PINs", "fire": "fired"}
 
 
 def _summary(
-    counts: dict[str, int], tally: Tally, failed: list[Cause], action: SendAction
+    counts: dict[str, int],
+    tally: Tally,
+    failed: list[Cause],
+    action: SendAction,
+    grouped: Failures | None = None,
 ) -> str:
     done = DONE[action.call]
     parts = [f"{done} {counts.get('sent', 0)}", f"failed {counts.get('failed', 0)}"]
@@ -143,7 +178,7 @@ def _summary(
         parts.append(f"retries {tally.retries}")
     text = ", ".join(parts)
     if failed:
-        text += f" ({explain(failed)})"
+        text += f" ({explain(failed, grouped)})"
     return text
 
 
