@@ -18,7 +18,7 @@ from runner.audience.recipient import InvalidRow, Recipient, RecipientStats
 from runner.audience.sources import Row
 from runner.audience.templates import Renderer
 from runner.errors import RecipientError, TemplateError
-from runner.model.campaign import Campaign
+from runner.model.campaign import Campaign, RecipientSource
 
 
 class Screen:
@@ -85,6 +85,7 @@ class Screen:
             self.fmt,
             src.delimiter,
             self.phone_field,
+            self.hint,
         )
 
     @property
@@ -97,6 +98,10 @@ class Screen:
     def encoding(self) -> str:
         return sources.codec(self.campaign.recipients.encoding, self.source)
 
+    @property
+    def hint(self) -> str:
+        return latin1_hint(self.campaign.recipients)
+
     def rows(self) -> Iterator[Row]:
         """Every row of the source, streamed."""
         inline = self.campaign.recipients.inline
@@ -108,7 +113,9 @@ class Screen:
             raise RecipientError(
                 f"{self.campaign.path.name}: recipients: no file and no inline list"
             )
-        yield from sources.rows(self.path, self.source, self.encoding, self.layout())
+        yield from sources.rows(
+            self.path, self.source, self.encoding, self.layout(), self.hint
+        )
 
     def _exclusions(self) -> set[int]:
         """Every opt-out number; values that are not phone numbers are ignored.
@@ -129,7 +136,8 @@ class Screen:
 
     def _exclusion_values(self, path: Path, name: str) -> Iterator[str]:
         suffix = path.suffix.lower()
-        first = sources.first_line(path, name, "utf-8-sig")
+        hint = sources.EXCLUDE_HINT
+        first = sources.first_line(path, name, "utf-8-sig", hint)
         if suffix in (".jsonl", ".ndjson"):
             layout = sources.Layout("jsonl")
             column = self.phone_field
@@ -137,7 +145,7 @@ class Screen:
             any(d in first for d in sources.DELIMITERS)
             and not first.lstrip().startswith("#")
         ):
-            layout = sources.read_layout(path, name, "utf-8-sig", "csv", None, "")
+            layout = sources.read_layout(path, name, "utf-8-sig", "csv", None, "", hint)
             found = [c for c in (self.phone_field, "phone") if c in layout.header]
             if not found and len(layout.header) == 1:
                 found = [layout.header[0]]
@@ -147,7 +155,7 @@ class Screen:
         else:
             yield from sources.plain_values(path, name)
             return
-        for row in sources.rows(path, name, "utf-8-sig", layout):
+        for row in sources.rows(path, name, "utf-8-sig", layout, hint):
             if row.fields is not None and row.fields.get(column) not in (None, ""):
                 yield str(row.fields[column])
 
@@ -179,6 +187,33 @@ def iter_recipients(
                 yield got
             else:
                 stats.filtered_out += 1
+
+
+def latin1_hint(source: RecipientSource) -> str:
+    """What to do when the recipients file is not UTF-8: most such files are
+    Latin-1 (a spreadsheet's export)."""
+    if source.encoding:
+        return "if the file is Latin-1, set encoding: latin-1 in recipients"
+    return "if the file is Latin-1, add encoding: latin-1 to recipients"
+
+
+def undecodable_files(campaign: Campaign) -> Iterator[tuple[int | None, RecipientError]]:
+    """The campaign's recipients file (None) and opt-out lists (their index) that
+    do not decode, each with the error reading it would raise. Every byte is
+    read, a block at a time."""
+    src = campaign.recipients
+    files: list[tuple[int | None, Path, str, str]] = []
+    if src.file is not None:
+        encoding = sources.codec(src.encoding, str(src.file))
+        files.append((None, src.file, encoding, latin1_hint(src)))
+    for i, path in enumerate(src.exclude):
+        files.append((i, path, "utf-8-sig", sources.EXCLUDE_HINT))
+    for which, path, encoding, hint in files:
+        full = path if path.is_absolute() else campaign.base_dir / path
+        try:
+            sources.check_decodes(full, _display(campaign, full), encoding, hint)
+        except RecipientError as e:
+            yield which, e
 
 
 def _display(campaign: Campaign, path: Path) -> str:

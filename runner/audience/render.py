@@ -261,7 +261,7 @@ def packs(
     layout = screen.layout()
     if n <= 1 or not sources.splittable(screen.encoding):
         chunks = sources.chunks(
-            screen.path, screen.source, screen.encoding, layout, CHUNK_LINES
+            screen.path, screen.source, screen.encoding, layout, CHUNK_LINES, screen.hint
         )
         for chunk in chunks:
             rows = sources.parse(layout, chunk.lines, chunk.first_line, screen.source)
@@ -355,7 +355,9 @@ def _serve(job: Job, layout: sources.Layout, conn: Any) -> None:
             return
         span, details = task
         try:
-            lines = sources.read_span(screen.path, source, screen.encoding, span)
+            lines = sources.read_span(
+                screen.path, source, screen.encoding, span, screen.hint
+            )
             rows = sources.parse(layout, lines, span.first_line, source)
             result: Any = (True, job.pack(rows, details))
         except Exception as e:  # shown by the parent's error boundary

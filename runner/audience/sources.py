@@ -19,6 +19,12 @@ from runner.errors import RecipientError
 
 DELIMITERS = ",;\t|"
 SNIFF_BYTES = 1024
+DECODE_BLOCK = 1 << 20  # bytes decoded at a time when checking a whole file
+
+
+# what to do about a file that is not UTF-8: the recipients file can say its
+# encoding (the Screen words it), opt-out lists cannot
+EXCLUDE_HINT = "save it as UTF-8: opt-out lists are read as UTF-8"
 
 
 class Row(NamedTuple):
@@ -74,12 +80,18 @@ def dialect(sample: str, delimiter: str | None = None) -> type[csv.Dialect]:
 
 
 def read_layout(
-    path: Path, name: str, encoding: str, fmt: str, delimiter: str | None, require: str
+    path: Path,
+    name: str,
+    encoding: str,
+    fmt: str,
+    delimiter: str | None,
+    require: str,
+    hint: str = "",
 ) -> Layout:
     """The header and dialect of a CSV file (``require``: a column it must have)."""
     if fmt == "jsonl":
         return Layout("jsonl")
-    first = first_line(path, name, encoding)
+    first = first_line(path, name, encoding, hint)
     d = dialect(first, delimiter)
     header = tuple(h.strip() for h in next(csv.reader([first], d), []))
     if require and require not in header:
@@ -91,10 +103,12 @@ def read_layout(
     return Layout("csv", d, header)
 
 
-def rows(path: Path, name: str, encoding: str, layout: Layout) -> Iterator[Row]:
-    """Every data row of a file, streamed."""
+def rows(
+    path: Path, name: str, encoding: str, layout: Layout, hint: str = ""
+) -> Iterator[Row]:
+    """Every data row of a file, streamed (``hint``: see ``undecodable``)."""
     with open_text(path, name, encoding) as f:
-        lines = _Lines(f, name, encoding)
+        lines = _Lines(f, name, encoding, hint)
         if layout.fmt == "csv":
             next(lines, None)  # the header
             yield from parse(layout, lines, 2, name)
@@ -148,7 +162,7 @@ def _jsonl(lines: Iterable[str], first_line: int) -> Iterator[Row]:
 
 
 def chunks(
-    path: Path, name: str, encoding: str, layout: Layout, size: int
+    path: Path, name: str, encoding: str, layout: Layout, size: int, hint: str = ""
 ) -> Iterator[Chunk]:
     """The file cut into blocks of about ``size`` lines, each holding whole records.
 
@@ -156,7 +170,7 @@ def chunks(
     far is even (excel quoting doubles a quote inside a field).
     """
     with open_text(path, name, encoding) as f:
-        lines = _Lines(f, name, encoding)
+        lines = _Lines(f, name, encoding, hint)
         start = 1
         if layout.fmt == "csv":
             next(lines, None)
@@ -211,7 +225,9 @@ def spans(path: Path, name: str, layout: Layout, size: int) -> Iterator[Span]:
             yield Span(line, start, offset)
 
 
-def read_span(path: Path, name: str, encoding: str, span: Span) -> list[str]:
+def read_span(
+    path: Path, name: str, encoding: str, span: Span, hint: str = ""
+) -> list[str]:
     """A span's lines, decoded; a decoding error names its line."""
     with path.open("rb") as f:
         f.seek(span.start)
@@ -220,21 +236,57 @@ def read_span(path: Path, name: str, encoding: str, span: Span) -> list[str]:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
         line = span.first_line + data.count(b"\n", 0, e.start)
-        raise RecipientError(
-            f"{name}:{line}: cannot decode as {encoding}: {e.reason}"
-        ) from None
+        raise undecodable(name, line, encoding, e, hint) from None
     return list(io.StringIO(text, newline=""))  # lines as a text file gives them
 
 
-def first_line(path: Path, name: str, encoding: str) -> str:
+def first_line(path: Path, name: str, encoding: str, hint: str = "") -> str:
     with open_text(path, name, encoding) as f:
-        return next(_Lines(f, name, encoding), "")
+        return next(_Lines(f, name, encoding, hint), "")
+
+
+def check_decodes(path: Path, name: str, encoding: str, hint: str = "") -> None:
+    """Raise the error reading would, when some byte of the file does not decode
+    (block by block: memory stays flat)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise RecipientError(f"{name}: cannot read: {e.strerror or e}") from None
+    with f:
+        while data := f.read(DECODE_BLOCK):
+            try:
+                decoder.decode(data)
+            except UnicodeDecodeError:
+                break  # found again line by line, to name the line
+        else:
+            try:
+                decoder.decode(b"", final=True)
+                return
+            except UnicodeDecodeError:
+                pass
+    line, error = locate_decode_error(path, encoding)
+    assert error is not None
+    raise undecodable(name, line, encoding, error, hint)
+
+
+def undecodable(
+    name: str, line: int, encoding: str, error: UnicodeDecodeError, hint: str = ""
+) -> RecipientError:
+    """``contacts.csv:57: not UTF-8 (byte 0xe9); HINT``: one line, the first bad
+    byte. ``hint`` says what to do about a file that is not UTF-8."""
+    bad = error.object[error.start : error.start + 1]
+    byte = f" (byte 0x{bytes(bad).hex()})" if bad else ""
+    utf8 = codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
+    what = "UTF-8" if utf8 else encoding
+    advice = f"; {hint}" if hint and utf8 else ""
+    return RecipientError(f"{name}:{line}: not {what}{byte}{advice}")
 
 
 def plain_values(path: Path, name: str) -> Iterator[str]:
     """Values of a plain list: one a line, ``#`` starts a comment."""
     with open_text(path, name, "utf-8-sig") as f:
-        for text in _Lines(f, name, "utf-8-sig"):
+        for text in _Lines(f, name, "utf-8-sig", EXCLUDE_HINT):
             value = text.split("#", 1)[0].strip()
             if value:
                 yield value
@@ -243,8 +295,8 @@ def plain_values(path: Path, name: str) -> Iterator[str]:
 class _Lines:
     """A text file's lines; a decoding error names the line it is on."""
 
-    def __init__(self, f: TextIO, name: str, encoding: str) -> None:
-        self.f, self.name, self.encoding = f, name, encoding
+    def __init__(self, f: TextIO, name: str, encoding: str, hint: str = "") -> None:
+        self.f, self.name, self.encoding, self.hint = f, name, encoding, hint
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -254,15 +306,15 @@ class _Lines:
             return next(self.f)
         except UnicodeDecodeError as e:
             # text files decode in blocks, so the line is found again from the bytes
-            line, reason = locate_decode_error(Path(self.f.name), self.encoding)
-            why = reason or e.reason
-            raise RecipientError(
-                f"{self.name}:{line}: cannot decode as {self.encoding}: {why}"
-            ) from None
+            line, found = locate_decode_error(Path(self.f.name), self.encoding)
+            error = found or e
+            raise undecodable(self.name, line, self.encoding, error, self.hint) from None
 
 
-def locate_decode_error(path: Path, encoding: str) -> tuple[int, str]:
-    """The first line of a file that does not decode, and why."""
+def locate_decode_error(
+    path: Path, encoding: str
+) -> tuple[int, UnicodeDecodeError | None]:
+    """The first line of a file that does not decode, and the error there."""
     decoder = codecs.getincrementaldecoder(encoding)()
     line = 0
     with path.open("rb") as f:
@@ -270,5 +322,9 @@ def locate_decode_error(path: Path, encoding: str) -> tuple[int, str]:
             try:
                 decoder.decode(data)
             except UnicodeDecodeError as e:
-                return line, str(e.reason)
-    return line, ""
+                return line, e
+        try:
+            decoder.decode(b"", final=True)  # a file cut inside a character
+        except UnicodeDecodeError as e:
+            return line, e
+    return line, None

@@ -62,7 +62,7 @@ def validate_files(
         else:
             names.append(name)
     results = _one_name_one_file(
-        [(name, load(Path(name), env=os.environ)) for name in names]
+        [(name, load(Path(name), env=os.environ, read_data=True)) for name in names]
     )
     if fmt == "json":
         json.dump([_as_dict(name, r) for name, r in results], out, indent=2)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.audience.recipients import undecodable_files
 from runner.errors import CampaignError, Problem
 from runner.loader import schema
 from runner.loader.build import build
@@ -38,12 +39,19 @@ class LoadResult:
 
 
 def load(
-    path: Path, *, env: Mapping[str, str] | None = None, require_env: bool = False
+    path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    require_env: bool = False,
+    read_data: bool = False,
 ) -> LoadResult:
     """Load and check one campaign file; never raises for a bad file.
 
     ``require_env`` (``run``) makes an unset ``${VAR}`` an error; otherwise
     (``validate``) it is a warning. Secrets stay ``${VAR}`` text in the result.
+    ``read_data`` (``validate``) also reads every byte of the recipients file and
+    opt-out lists, to report one that is not in its encoding (``run`` and
+    ``preview`` find it as they read).
     """
     path = Path(path)
     env = os.environ if env is None else env
@@ -62,6 +70,10 @@ def load(
     for issue in issues:
         checker.error(issue.path, issue.message, at_key=issue.at_key, force=True)
     campaign = build(checker)
+    if read_data and campaign is not None:
+        for which, error in undecodable_files(campaign):
+            at = ("file",) if which is None else ("exclude", which)
+            checker.error(("recipients", *at), str(error))
     problems = checker.sorted_problems()
     if any(p.severity == "error" for p in problems):
         campaign = None

@@ -145,7 +145,30 @@ def test_decoding_error_names_file_and_line() -> None:
     with pytest.raises(RecipientError) as e:
         list(iter_recipients(make_campaign(file="bad_utf8.csv")))
     assert str(e.value) == (
-        "bad_utf8.csv:3: cannot decode as utf-8-sig: invalid continuation byte"
+        "bad_utf8.csv:3: not UTF-8 (byte 0xe9); if the file is Latin-1, add "
+        "encoding: latin-1 to recipients"
+    )
+    # with encoding: utf-8 written out, the hint says to change it
+    with pytest.raises(RecipientError) as e:
+        list(iter_recipients(make_campaign(file="bad_utf8.csv", encoding="utf-8")))
+    assert str(e.value).endswith(
+        "; if the file is Latin-1, set encoding: latin-1 in recipients"
+    )
+    # another encoding: no hint
+    with pytest.raises(RecipientError) as e:
+        list(iter_recipients(make_campaign(file="bad_utf8.csv", encoding="ascii")))
+    assert str(e.value) == "bad_utf8.csv:3: not ascii (byte 0xe9)"
+
+
+def test_an_opt_out_list_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("phone\n+34612345678\n", encoding="utf-8")
+    (tmp_path / "optout.csv").write_bytes(b"phone,name\n+34612345679,Jos\xe9\n")
+    campaign = make_campaign(base=tmp_path, file="r.csv", exclude=(Path("optout.csv"),))
+    with pytest.raises(RecipientError) as e:
+        list(iter_recipients(campaign))
+    assert str(e.value) == (
+        "optout.csv:2: not UTF-8 (byte 0xe9); save it as UTF-8: opt-out lists are "
+        "read as UTF-8"
     )
 
 
@@ -157,7 +180,7 @@ def test_files_are_streamed(tmp_path: Path) -> None:
     )
     it = iter_recipients(make_campaign(base=tmp_path, file="r.csv"))
     assert next(it).phone == "+34612340000"
-    with pytest.raises(RecipientError, match=r"^r\.csv:5002: cannot decode"):
+    with pytest.raises(RecipientError, match=r"^r\.csv:5002: not UTF-8 \(byte 0xe9\)"):
         list(it)
 
 
@@ -249,7 +272,7 @@ def test_byte_spans_hold_whole_records_and_name_a_bad_line(tmp_path: Path) -> No
             with pytest.raises(RecipientError) as e:
                 sources.read_span(path, "r.csv", "utf-8-sig", span)
             # 250 two-line records after the header: the bad row is on line 502
-            assert str(e.value).startswith("r.csv:502: cannot decode as utf-8-sig")
+            assert str(e.value) == "r.csv:502: not UTF-8 (byte 0xe9)"
             continue
         text = sources.read_span(path, "r.csv", "utf-8-sig", span)
         rows_read = list(sources.parse(layout, text, span.first_line, "r.csv"))
