@@ -28,6 +28,16 @@ def parse_duration(text: str | int | float) -> timedelta:
     return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
 
 
+def format_duration(delta: timedelta) -> str:
+    """A duration as a campaign file writes it: ``1h``, ``90s``, ``500ms``."""
+    seconds = delta.total_seconds()
+    for unit in ("d", "h", "m", "s"):
+        n = seconds / _UNIT_SECONDS[unit]
+        if n >= 1 and n == int(n):
+            return f"{int(n)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
 @dataclass(frozen=True)
 class Rate:
     """A ceiling of ``count`` calls per ``per_seconds`` seconds."""

@@ -21,6 +21,7 @@ from runner.model.campaign import (
     WaitAction,
     Window,
 )
+from runner.model.timeparse import format_duration, parse_duration
 
 INVALID = sorted(p.name for p in (DATA / "invalid").glob("*.yaml"))
 VALID = sorted(p.name for p in (DATA / "valid").glob("*.yaml"))
@@ -373,3 +374,15 @@ def test_values_replaced_in_examples_never_raise(
     if sep:
         lines[i] = f"{head}: {value}"
     check_never_raises(tmp_path, "\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("1h", "1h"), ("90m", "90m"), ("120s", "2m"), ("1.5s", "1.5s"), ("500ms", "500ms")],
+)
+def test_durations_are_shown_as_a_campaign_file_writes_them(
+    text: str, shown: str
+) -> None:
+    # messages such as "the report was not final after 1h" (not 1:00:00)
+    assert format_duration(parse_duration(text)) == shown
+    assert parse_duration(shown) == parse_duration(text)

@@ -14,6 +14,7 @@ from runner.engine.context import RunContext, StepResult
 from runner.engine.holds import learn_stops
 from runner.engine.reads import retry_read, step_result
 from runner.model.campaign import CheckReportAction, Expect, Step
+from runner.model.timeparse import format_duration
 from runner.providers.base import (
     Delivery,
     DeliveryStatus,
@@ -145,7 +146,8 @@ def check_report(ctx: RunContext, step: Step) -> StepResult:
     unmet = expectations(action.expect, figures, counts, per_recipient=per_recipient)
     text = _report_summary(figures, counts)
     if not final:
-        unmet.insert(0, f"the report was not final after {action.timeout}")
+        waited = format_duration(action.timeout)
+        unmet.insert(0, f"the report was not final after {waited}")
     if unmet:
         return step_result("failed", f"{text}; not met: " + "; ".join(unmet), **figures)
     return step_result("succeeded", text, **figures)
