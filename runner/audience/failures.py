@@ -9,6 +9,7 @@ at contacts.csv:12``. Preview and the send step's planning both group this way.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -79,13 +80,15 @@ class Failures:
         return lines
 
     def as_json(self) -> dict[str, Any]:
-        groups = [[g.issue, g.variant, g.count, g.first] for g in self.groups.values()]
+        """For the step's detail in the journal (a resumed step shows it again)."""
+        groups = [dataclasses.asdict(g) for g in self.groups.values()]
         return {"groups": groups, "others": self.others}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Failures:
         failures = cls()
-        for issue, variant, count, first in data.get("groups", []):
-            failures.groups[(issue, variant)] = Group(issue, variant, count, first)
+        for g in data.get("groups", []):
+            group = Group(g["issue"], g["variant"], int(g["count"]), g["first"])
+            failures.groups[(group.issue, group.variant)] = group
         failures.others = int(data.get("others", 0))
         return failures

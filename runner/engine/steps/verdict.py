@@ -145,7 +145,10 @@ def unrendered(
     data = detail.get("unrendered")
     if not failed or not isinstance(data, dict):
         return failed, None
-    grouped = Failures.from_json(data)
+    try:
+        grouped = Failures.from_json(data)
+    except (KeyError, TypeError, ValueError):  # not what this version writes
+        return failed, None
     return failed, grouped if grouped.total == failed else None
 
 
