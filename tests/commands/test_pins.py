@@ -193,3 +193,22 @@ def test_validate_refuses_pins_and_fires_a_provider_cannot_make(tmp_path: Path) 
     assert "steps[0].send.provider: provider 'mu' (mailup) cannot send PINs" in out
     assert "steps[1].fire.provider: provider 'mu' (mailup) cannot fire messages" in out
     assert "warning: a PIN of 3 characters is easy to guess" in out
+
+
+def test_a_fire_step_with_a_descriptor_posts_it_and_its_report_sees_the_mos(
+    tmp_path: Path,
+) -> None:
+    campaign = copy_campaign(CAMPAIGN, tmp_path)
+
+    def descriptor(data: dict) -> None:  # type: ignore[type-arg]
+        data["steps"][1]["fire"]["descriptor"] = {"channel": "web"}
+        data["steps"][2]["check_report"]["every"] = "200ms"
+
+    edit(campaign, descriptor)
+    state = tmp_path / "j.db"
+    r = cli("run", str(campaign), "--sandbox", "--now", "--state", str(state))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "join: ok - fired 3, failed 0" in r.stdout
+    assert "repliers=3, replies=3" in r.stdout
+    _, rows = journal_rows(state)
+    assert {m["text"] for m in rows if m["step_id"] == "join"} == {"ALTA AVILA"}
