@@ -22,6 +22,7 @@ from runner.errors import RunnerError, write_crash_log
 # Jinja, lxml, prometheus_client) costs ~0.6 s of start-up (measured with
 # ``python -X importtime``), which ``validate`` and ``--help`` need not pay.
 COMMANDS: dict[str, str] = {
+    "new": "runner.commands.new",
     "validate": "runner.commands.validate",
     "schema": "runner.commands.schema",
     "preview": "runner.commands.preview",

@@ -175,3 +175,14 @@ def journal_rows(
 
 def events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def offline_env() -> dict[str, str]:
+    """The environment with every proxy pointing at a closed local port: any
+    attempt to fetch a schema from the network fails instead of leaving the box."""
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    dead = "http://127.0.0.1:9"
+    env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead, http_proxy=dead, https_proxy=dead)
+    env.pop("NO_PROXY", None)
+    env.pop("no_proxy", None)
+    return env

@@ -31,6 +31,7 @@ def test_every_command_has_help_and_is_in_the_readme(name: str) -> None:
 
 def _required(name: str) -> list[str]:
     return {
+        "new": ["x"],
         "validate": ["x.yaml"],
         "run": ["x.yaml"],
         "test": ["x.yaml"],

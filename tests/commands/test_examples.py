@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from paths import ROOT
+from runkit import offline_env
 
 from runner.loader.load import load, load_campaign
 from runner.model.campaign import CheckCreditsAction, CheckReportAction, SendAction
@@ -17,17 +18,6 @@ from runner.model.campaign import CheckCreditsAction, CheckReportAction, SendAct
 CAMPAIGNS = sorted((ROOT / "campaigns").glob("*.yaml"))
 BIN = Path(sys.executable).parent
 SCHEMA_LINE = "# yaml-language-server: $schema=../schemas/campaign.schema.json"
-
-
-def offline_env() -> dict[str, str]:
-    """The environment with every proxy pointing at a closed local port: any
-    attempt to fetch a schema from the network fails instead of leaving the box."""
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    dead = "http://127.0.0.1:9"
-    env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead, http_proxy=dead, https_proxy=dead)
-    env.pop("NO_PROXY", None)
-    env.pop("no_proxy", None)
-    return env
 
 
 def test_there_are_examples_for_every_sending_provider_and_a_multi_step_one() -> None:
