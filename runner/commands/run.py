@@ -88,6 +88,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="sandbox fault injection, e.g. http_503=0.1,timeout=0.02",
     )
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: a summary of the run for tools on stdout, the progress on stderr",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -98,6 +104,9 @@ def main(args: argparse.Namespace) -> int:
     settles them is printed), 5 cancelled, 130 interrupted (resume with --resume).
     On a terminal, a real send that already ran, or to more recipients than
     $CAMPAIGN_RUNNER_CONFIRM_ABOVE (1000), asks first (--yes does not).
+    With --format json the last thing on stdout is the run's summary as one JSON
+    object (run id, status, exit code, each step, the journal and event log); what
+    people read goes to stderr.
     """
     if args.faults and not args.sandbox:
         raise UsageError("--faults needs --sandbox")
@@ -127,14 +136,16 @@ def main(args: argparse.Namespace) -> int:
         export_pins=args.export_pins,
     )
     ask = None if args.yes or not sys.stdin.isatty() else sys.stdin
+    as_json = args.format == "json"
     return run_file(
         Path(args.file),
         settings,
         options,
-        out=sys.stdout,
+        out=sys.stderr if as_json else sys.stdout,
         again=args.again,
         ask=ask,
         occurrence=args.occurrence,
+        report=sys.stdout if as_json else None,
     ).exit_code
 
 
@@ -150,9 +161,11 @@ def run_file(
     again: bool = False,
     ask: TextIO | None = None,
     occurrence: str | None = None,
+    report: TextIO | None = None,
 ) -> RunResult:
     """Run ``path``; the campaign's earlier run in the same mode is continued,
-    not started again (unless ``again``): see ``_converge``."""
+    not started again (unless ``again``): see ``_converge``. With ``report``,
+    the run's summary is also written there as one JSON object."""
     if options.dry_run:
         if options.resume:
             raise UsageError("--dry-run cannot be combined with --resume")
@@ -196,6 +209,16 @@ def run_file(
                 text = question(campaign, again=converged)
                 if text is not None and not confirmed(text, ask, out):
                     out.write("not confirmed: nothing was sent\n")
+                    if report is not None:
+                        json.dump(
+                            {
+                                "campaign": campaign.name,
+                                "status": "not confirmed",
+                                "exit_code": EXIT_FAILED,
+                            },
+                            report,
+                        )
+                        report.write("\n")
                     return RunResult(options.resume or "", EXIT_FAILED, {})
         if settings.sandbox and options.now and options.max_poll_interval is None:
             # a rehearsal: the emulators settle in about a second, so poll briskly
@@ -209,6 +232,9 @@ def run_file(
         out.flush()
         result = s.run(options, stop or threading.Event())
         s.summarise(result, dry_run=options.dry_run)
+        if report is not None:
+            json.dump(s.report(result, dry_run=options.dry_run), report, indent=2)
+            report.write("\n")
         return result
 
 

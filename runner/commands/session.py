@@ -45,6 +45,16 @@ OUTCOMES = {
 }
 
 
+# the run's outcome as one word, for tools (``run --format json``)
+STATUS_WORDS = {
+    0: "succeeded",
+    1: "failed",
+    EXIT_UNSETTLED: "unsettled",
+    EXIT_CANCELLED: "cancelled",
+    130: "interrupted",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where state goes and how the run behaves (from the command line)."""
@@ -104,6 +114,41 @@ class Session:
             out.write("dry run: nothing was sent and nothing was recorded\n")
         else:
             out.write(f"journal: {self.journal.where}  events: {self.log_path}\n")
+
+    def report(self, result: RunResult, *, dry_run: bool = False) -> dict[str, Any]:
+        """What ``summarise`` says, for tools: the run, each step's status and
+        message counts, and where the journal and the event log are (none for a
+        dry run, whose scratch journal is deleted)."""
+        journal = self.journal
+        steps = journal.step_status(result.run_id) if result.run_id else {}
+        rows = []
+        for sid, st in steps.items():
+            row: dict[str, Any] = {
+                "id": sid,
+                "kind": st["kind"],
+                "status": st["status"],
+                "message": st["detail"].get("message", ""),
+                "started_at": st["started_at"],
+                "finished_at": st["finished_at"],
+            }
+            if st["kind"] == "send":
+                row["messages"] = journal.message_counts(result.run_id, sid)
+                if "recipients" in st["detail"]:
+                    row["recipients"] = st["detail"]["recipients"]
+            rows.append(row)
+        return {
+            "run_id": result.run_id or None,
+            "campaign": self.campaign.name,
+            "status": STATUS_WORDS.get(result.exit_code, str(result.exit_code)),
+            "exit_code": result.exit_code,
+            "mode": "dry run"
+            if dry_run
+            else ("rehearsal" if self.settings.sandbox else "real"),
+            "steps": rows,
+            "messages": journal.message_counts(result.run_id) if result.run_id else {},
+            "journal": None if dry_run else str(journal.where),
+            "events": None if dry_run else str(self.log_path),
+        }
 
 
 @contextmanager
