@@ -12,7 +12,9 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
+from typing import NoReturn
 
 from runner import __version__
 from runner.errors import RunnerError, write_crash_log
@@ -46,9 +48,25 @@ def command_module(name: str) -> ModuleType:
     return importlib.import_module(COMMANDS[name])
 
 
+class ArgumentError(Exception):
+    """argparse's usage error, raised so that ``main`` may read the line again."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, whose errors are raised instead of exiting (sub-parsers too)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentError(self, message)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or (``only``) one with just that command's arguments."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="campaign-runner",
         description="Declarative SMS campaigns: validate, preview, run, schedule.",
     )
@@ -65,8 +83,109 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             name, help=doc.splitlines()[0] if doc else None, description=doc
         )
         module.add_arguments(p)
+        # -v after the command too (``run x.yaml -v``); counted with the one before
+        p.add_argument(
+            "-v",
+            "--verbose",
+            dest="command_verbose",
+            action="count",
+            default=0,
+            help="more logging (-vv: debug)",
+        )
         p.set_defaults(func=module.main)
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``argv`` parsed; options go before or after the file.
+
+    argparse alone misreads two orders people type: an option whose value is
+    optional takes the word after it (``run --resume FILE`` reads FILE as the run
+    id, then misses FILE), and a command's action's options must follow the
+    action (``suppress --format json list``). When the line as typed fails, it is
+    read again in the order argparse expects; if that fails too, its error (about
+    the words as argparse reads them) is the one reported.
+    """
+    try:
+        return parser.parse_args(argv)
+    except ArgumentError as first:
+        error = first
+        for retry in _reorderings(parser, argv):
+            try:
+                return parser.parse_args(retry)
+            except ArgumentError as e:
+                error = e
+        raise error from None
+
+
+def _reorderings(parser: argparse.ArgumentParser, argv: list[str]) -> list[list[str]]:
+    command = _command_in(argv)
+    if command is None or "--" in argv:
+        return []
+    at = argv.index(command)
+    sub = _subparser(parser, command)
+    if sub is None:
+        return []
+    candidates = []
+    actions = _actions_first(sub, argv, at)
+    for words in (_files_as_positionals(sub, argv), actions):
+        if words is not None:
+            candidates.append(words)
+    if actions is not None:
+        both = _files_as_positionals(sub, actions)
+        if both is not None:
+            candidates.append(both)
+    return [c for c in candidates if c != argv]
+
+
+def _subparser(
+    parser: argparse.ArgumentParser, name: str
+) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser | None = action.choices.get(name)
+            return found
+    return None
+
+
+def _files_as_positionals(
+    sub: argparse.ArgumentParser, argv: list[str]
+) -> list[str] | None:
+    """An option with an optional value followed by an existing file: the file
+    is the command's positional, and the option takes no value
+    (``run --resume x.yaml`` -> ``run --resume -- x.yaml``)."""
+    optional = {
+        flag
+        for a in sub._actions
+        if a.option_strings and a.nargs == argparse.OPTIONAL
+        for flag in a.option_strings
+    }
+    kept, moved = [], []
+    i = 0
+    while i < len(argv):
+        kept.append(argv[i])
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if argv[i] in optional and nxt and not nxt.startswith("-") and Path(nxt).exists():
+            moved.append(nxt)
+            i += 1
+        i += 1
+    return [*kept, "--", *moved] if moved else None
+
+
+def _actions_first(
+    sub: argparse.ArgumentParser, argv: list[str], at: int
+) -> list[str] | None:
+    """A command with actions (``suppress list``): the options written before the
+    action go after it (``suppress --format json list`` -> ``suppress list
+    --format json``)."""
+    for action in sub._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for j in range(at + 1, len(argv)):
+                if argv[j] in action.choices:
+                    if j == at + 1:
+                        return None
+                    return [*argv[: at + 1], argv[j], *argv[at + 1 : j], *argv[j + 1 :]]
+    return None
 
 
 def _command_in(argv: Sequence[str]) -> str | None:
@@ -81,14 +200,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_in(argv))
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse: 0 for --help, 2 for usage errors
+        args = parse(parser, argv)
+    except ArgumentError as e:
+        e.parser.print_usage(sys.stderr)
+        print(f"{e.parser.prog}: error: {e.message}", file=sys.stderr)  # noqa: T201
+        return 2
+    except SystemExit as e:  # argparse: 0 for --help and --version
         return int(e.code or 0)
+    verbose = args.verbose + getattr(args, "command_verbose", 0)
     logging.basicConfig(
         level=logging.DEBUG
-        if args.verbose > 1
+        if verbose > 1
         else logging.INFO
-        if args.verbose
+        if verbose
         else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
