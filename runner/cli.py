@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "status": "runner.commands.status",
     "suppress": "runner.commands.suppress",
     "pin": "runner.commands.pin",
+    "completion": "runner.commands.completion",
 }
 
 
@@ -93,6 +94,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help="more logging (-vv: debug)",
         )
         p.set_defaults(func=module.main)
+        if getattr(module, "WANTS_PARSER", False):  # completion: every command's
+            p.set_defaults(parser=build_parser)
     return parser
 
 

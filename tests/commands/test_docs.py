@@ -45,6 +45,7 @@ def _required(name: str) -> list[str]:
         "cancel": ["RUN"],
         "suppress": ["list"],
         "pin": ["verify", "RUN", "+34600000001", "1234"],
+        "completion": ["bash"],
     }.get(name, [])
 
 
