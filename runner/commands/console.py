@@ -134,10 +134,11 @@ class Console:
         total = int(str(f.get("total", 0)))
         done = int(str(f.get("done", 0)))
         pct = f"{100 * done / total:5.1f}%" if total else ""
+        rate = float(str(f.get("rate", 0)))
         line = (
             f"[{f.get('step', '')}] {done}/{total} {pct} sent {f.get('sent', 0)} "
             f"failed {f.get('failed', 0)} unknown {f.get('unknown', 0)} "
-            f"retries {f.get('retries', 0)} ({float(str(f.get('rate', 0))):.0f} msg/s)"
+            f"retries {f.get('retries', 0)} ({rate:.0f} msg/s, {eta(done, total, rate)})"
         )
         if self.tty:
             self.err.write("\r" + line + "\x1b[K")
@@ -163,7 +164,22 @@ class Console:
         self.out.flush()
 
 
+def eta(done: int, total: int, rate: float) -> str:
+    """``eta 4m52s``: the messages left at the rate so far (``eta ?`` before the
+    first one is done; the rate limit and windows are in the rate already)."""
+    left = max(total - done, 0)
+    if not left:
+        return "eta 0s"
+    if done <= 0 or rate <= 0:
+        return "eta ?"
+    return f"eta {_duration(left / rate)}"
+
+
 def _duration(seconds: float) -> str:
-    """``4m52s``, ``12s``."""
+    """``2d03h``, ``1h05m``, ``4m52s``, ``12s``."""
     whole = round(seconds)
+    if whole >= 86400:
+        return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
     return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"

@@ -1,0 +1,78 @@
+"""The terminal view of a run: the progress line and its ETA."""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runner.cli import main
+from runner.commands.console import eta
+from runner.commands.run import run_file
+from runner.commands.session import Settings
+from runner.engine.context import RunOptions
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "rate", "shown"),
+    [
+        (0, 100, 0.0, "eta ?"),  # nothing done yet: no rate to go by
+        (10, 100, 0.0, "eta ?"),
+        (50, 100, 10.0, "eta 5s"),
+        (40, 100, 3.0, "eta 20s"),
+        (1, 100, 0.3, "eta 5m30s"),
+        (100, 20_100, 5.0, "eta 1h06m"),  # 4000 s
+        (10, 1_000_010, 5.0, "eta 2d07h"),  # 200,000 s
+        (100, 100, 42.0, "eta 0s"),
+        (120, 100, 42.0, "eta 0s"),  # more done than planned (released deferrals)
+    ],
+)
+def test_eta_is_what_is_left_at_the_rate_so_far(
+    done: int, total: int, rate: float, shown: str
+) -> None:
+    assert eta(done, total, rate) == shown
+
+
+class Terminal(io.StringIO):
+    """stderr as a terminal: the progress line is redrawn at every tick."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_real_run_shows_the_eta_on_its_progress_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["new", "promo"]) == 0
+    path = tmp_path / "promo.yaml"
+    # 60 recipients at 20 a second: about 3 s of sending, six ticks or so
+    rows = "".join(f"+3460000{i:04d},Name {i}\n" for i in range(100, 160))
+    (tmp_path / "promo-contacts.csv").write_text("phone,name\n" + rows)
+    data = yaml.safe_load(path.read_text())
+    data["providers"]["sms"]["rate"] = "20/s"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    err = Terminal()
+    result = run_file(
+        path,
+        Settings(state=tmp_path / "j.db", sandbox=True),
+        RunOptions(now=True),
+        out=io.StringIO(),
+        err=err,
+        stop=threading.Event(),
+    )
+    assert result.exit_code == 0
+    lines = [seg for seg in err.getvalue().split("\r") if seg.startswith("[blast]")]
+    assert len(lines) >= 2, err.getvalue()
+    etas = []
+    for line in lines:
+        m = re.search(r"\[blast\] (\d+)/60 .*\((\d+) msg/s, eta (\S+)\)", line)
+        assert m, line
+        etas.append(m.group(3))
+    # counted down as the messages go: the last shown is at most the first
+    seconds = [int(e.rstrip("s")) for e in etas if re.fullmatch(r"\d+s", e)]
+    assert seconds and seconds[-1] <= seconds[0] <= 5, etas
