@@ -1,12 +1,18 @@
-"""Listings for people (aligned columns) or machines (JSON, CSV), and the journal
-a read-only command opens."""
+"""Listings for people (aligned columns) or machines (JSON, CSV), the zone their
+times are shown in, and the journal a read-only command opens."""
 
 from __future__ import annotations
 
 import csv
 import json
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+import tzlocal
 
 from runner.errors import UsageError
 from runner.journal.journal import Journal
@@ -51,3 +57,42 @@ def mode_of(run: Mapping[str, Any]) -> str:
         where = f" at {run['sandbox']}" if run.get("sandbox") else ""
         return f"rehearsal (sandbox{where})"
     return "real"
+
+
+@dataclass(frozen=True)
+class Zone:
+    """The one zone a listing shows its times in, and its name for the header."""
+
+    tz: tzinfo
+    name: str
+
+    @classmethod
+    def chosen(cls, utc: bool) -> Zone:
+        """UTC, or the machine's zone by its IANA name (``$TZ``, /etc/localtime)."""
+        if utc:
+            return cls(UTC, "UTC")
+        try:
+            with warnings.catch_warnings():  # tzlocal warns of odd set-ups
+                warnings.simplefilter("ignore")
+                name = tzlocal.get_localzone_name()
+            if name:
+                return cls(ZoneInfo(name), name)
+        except (LookupError, ValueError, OSError):
+            pass
+        local = datetime.now().astimezone().tzinfo or UTC
+        return cls(local, str(local))
+
+    def show(self, value: str | datetime | None) -> str:
+        """``2026-12-04 19:12:06`` in this zone; ``-`` for none; unreadable as is."""
+        if value is None or value == "":
+            return "-"
+        if isinstance(value, str):
+            try:
+                when = datetime.fromisoformat(value)
+            except ValueError:
+                return value
+        else:
+            when = value
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)  # the journal writes UTC
+        return f"{when.astimezone(self.tz):%Y-%m-%d %H:%M:%S}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner.commands.args import add_format, add_state
+from runner.commands.output import Zone
 from runner.errors import UsageError
 from runner.journal.daemons import DaemonRow
 from runner.journal.journal import Journal
@@ -33,11 +34,18 @@ from runner.journal.where import Where, locate
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_state(p)
     add_format(p)
+    p.add_argument(
+        "--utc", action="store_true", help="times in UTC (default: this machine's zone)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    """Show the daemon's next scheduled runs and the runs in progress."""
-    return show_status(args.state, args.format, sys.stdout)
+    """Show the daemon's next scheduled runs and the runs in progress.
+
+    Every time is in one zone, named in the header: this machine's, or UTC with
+    --utc. The JSON keeps ISO times with their offsets.
+    """
+    return show_status(args.state, args.format, sys.stdout, utc=args.utc)
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,7 @@ def read_status(state: Path | Where) -> Status:
         journal.close()
 
 
-def show_status(state: str | None, fmt: str, out: TextIO) -> int:
+def show_status(state: str | None, fmt: str, out: TextIO, *, utc: bool = False) -> int:
     """Print the daemon's schedule and the unfinished runs; 0 unless no journal."""
     path = locate(state)
     if not path.exists():
@@ -79,13 +87,17 @@ def show_status(state: str | None, fmt: str, out: TextIO) -> int:
         json.dump(_as_json(status), out, indent=2, default=str)
         out.write("\n")
         return 0
+    zone = Zone.chosen(utc)
+    t = zone.show
+    hint = "" if utc else " (this machine's zone; --utc for UTC)"
+    out.write(f"times in {zone.name}{hint}\n")
     if status.daemons:
         out.write("daemons:\n")
         for d in status.daemons:
             state = d.role if d.alive() else "gone"
             out.write(
-                f"  {d.host} pid {d.pid}  {state}  since {d.started_at}  last seen "
-                f"{d.heartbeat_at}  runs {d.active_runs}  in flight {d.in_flight}\n"
+                f"  {d.host} pid {d.pid}  {state}  since {t(d.started_at)}  last seen "
+                f"{t(d.heartbeat_at)}  runs {d.active_runs}  in flight {d.in_flight}\n"
             )
     else:
         who = f" (pid {status.daemon_pid})" if status.daemon_pid else ""
@@ -95,7 +107,7 @@ def show_status(state: str | None, fmt: str, out: TextIO) -> int:
     if status.scheduled:
         out.write("next scheduled runs:\n")
         for s in status.scheduled:
-            when = f"{s.next_run:%Y-%m-%d %H:%M:%S %Z}" if s.next_run else "paused"
+            when = t(s.next_run) if s.next_run else "paused"
             out.write(f"  {when}  {s.campaign}  {s.path}\n")
     else:
         out.write("next scheduled runs: none\n")
@@ -108,15 +120,15 @@ def show_status(state: str | None, fmt: str, out: TextIO) -> int:
             mode = {"sandbox": "rehearsal", "test": "test"}.get(r.mode, "real")
             out.write(
                 f"  {r.run_id}  {r.campaign}  {mode}  {r.status}{note}  "
-                f"since {r.started_at}" + (f"  [{counts}]" if counts else "") + "\n"
+                f"since {t(r.started_at)}" + (f"  [{counts}]" if counts else "") + "\n"
             )
             if r.control:
-                out.write(f"      {r.control} by {r.control_by} at {r.control_at}\n")
+                out.write(f"      {r.control} by {r.control_by} at {t(r.control_at)}\n")
             owner = owners.get(r.run_id)
             if owner is not None:
                 out.write(
                     f"      owner: {owner.owner} pid {owner.pid} on {owner.host} "
-                    f"since {owner.since}\n"
+                    f"since {t(owner.since)}\n"
                 )
     else:
         out.write("runs in progress: none\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from datetime import UTC, datetime, tzinfo
 from typing import TextIO
 
 from runner.journal.eventlog import Event
@@ -20,21 +21,24 @@ class LogEcho:
     """An event log listener: every event for people (text) or log shippers (JSON),
     line-flushed."""
 
-    def __init__(self, stream: TextIO, human: bool) -> None:
+    def __init__(self, stream: TextIO, human: bool, tz: tzinfo | None = None) -> None:
         self.stream = stream
         self.human = human
+        self.tz = tz  # of the text lines; None: the machine's local zone
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        text = human_line(event.line) if self.human else event.line + "\n"
+        text = human_line(event.line, self.tz) if self.human else event.line + "\n"
         if text:
             with self._lock:
                 self.stream.write(text)
                 self.stream.flush()
 
 
-def human_line(line: str) -> str:
-    """One JSON event -> ``2026-11-23 08:00:01 run.started run=... campaign=...``."""
+def human_line(line: str, tz: tzinfo | None = None) -> str:
+    """One JSON event -> ``2026-11-23 09:00:01+01:00 run.started run=... ...``:
+    the time in ``tz`` (default: the machine's local zone), with its offset, so
+    a line read elsewhere (journald, a ticket) says which zone it is in."""
     try:
         record = json.loads(line)
     except ValueError:
@@ -42,8 +46,7 @@ def human_line(line: str) -> str:
     event = record.pop("event", "?")
     if event in QUIET_ON_TERMINAL:
         return ""
-    ts = str(record.pop("ts", ""))[:19].replace("T", " ")
-    parts = [ts, event]
+    parts = [_local(str(record.pop("ts", "")), tz), event]
     for key, value in record.items():
         if key in SHOWN_ABOVE:
             continue
@@ -51,6 +54,17 @@ def human_line(line: str) -> str:
             value = json.dumps(value, ensure_ascii=False)
         parts.append(f"{key}={value}")
     return " ".join(parts) + "\n"
+
+
+def _local(ts: str, tz: tzinfo | None) -> str:
+    """An event's UTC ``ts`` in ``tz`` with its offset; left as it is if unreadable."""
+    try:
+        when = datetime.fromisoformat(ts)
+    except ValueError:
+        return ts
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(tz).isoformat(sep=" ", timespec="seconds")
 
 
 class _OneLine(logging.Filter):

@@ -39,21 +39,22 @@ class JournalCollector:
     def collect(self) -> Iterator[Metric]:
         by_outcome = GaugeMetricFamily(
             "campaign_runner_messages",
-            "Messages in the journal by provider and outcome "
+            "Messages in the journal by campaign, provider and outcome "
             "(queued, pending, sent, failed, unknown) and run mode "
             "(real, or sandbox for a rehearsal).",
-            labels=["provider", "outcome", "mode"],
+            labels=["campaign", "provider", "outcome", "mode"],
         )
         retries = CounterMetricFamily(
             "campaign_runner_retries",
-            "Provider calls retried (attempts beyond the first), from the journal.",
-            labels=["provider"],
+            "Provider calls retried (attempts beyond the first) by campaign and "
+            "provider, from the journal.",
+            labels=["campaign", "provider"],
         )
         figures = self.journal.metric_figures()
-        for (provider, status, mode), n in figures.messages.items():
-            by_outcome.add_metric([provider, status, mode], float(n))
-        for provider, n in figures.retries.items():
-            retries.add_metric([provider], float(n))
+        for (campaign, provider, status, mode), n in figures.messages.items():
+            by_outcome.add_metric([campaign, provider, status, mode], float(n))
+        for (campaign, provider), n in figures.retries.items():
+            retries.add_metric([campaign, provider], float(n))
         spans = figures.step_spans
         yield by_outcome
         yield retries

@@ -18,8 +18,11 @@ from runner.journal.tables import messages, runs, steps
 class MetricFigures:
     """What ``/metrics`` reports from the journal at each scrape."""
 
-    messages: dict[tuple[str, str, str], int]  # (provider, status, mode) -> n
-    retries: dict[str, int]  # provider -> attempts beyond the first
+    # (campaign, provider, status, mode) -> n
+    messages: dict[tuple[str, str, str, str], int]
+    retries: dict[
+        tuple[str, str], int
+    ]  # (campaign, provider) -> attempts beyond the first
     step_spans: list[tuple[str, str, str]]  # (kind, started_at, finished_at)
 
 
@@ -145,19 +148,21 @@ class Reads(Store):
         )
         with self.connect() as conn:
             mode = sa.func.coalesce(runs.c.mode, "real")
+            key = (runs.c.campaign, messages.c.provider)
             by_status = conn.execute(
-                sa.select(messages.c.provider, messages.c.status, mode, sa.func.count())
+                sa.select(*key, messages.c.status, mode, sa.func.count())
                 .join(runs, runs.c.id == messages.c.run_id)
-                .group_by(messages.c.provider, messages.c.status, mode)
-                .order_by(messages.c.provider, messages.c.status, mode)
+                .group_by(*key, messages.c.status, mode)
+                .order_by(*key, messages.c.status, mode)
             )
-            counts = {(p, s, m): int(n) for p, s, m, n in by_status}
+            counts = {(c, p, s, m): int(n) for c, p, s, m, n in by_status}
             retries = {
-                p: int(n or 0)
-                for p, n in conn.execute(
-                    sa.select(messages.c.provider, extra)
-                    .group_by(messages.c.provider)
-                    .order_by(messages.c.provider)
+                (c, p): int(n or 0)
+                for c, p, n in conn.execute(
+                    sa.select(*key, extra)
+                    .join(runs, runs.c.id == messages.c.run_id)
+                    .group_by(*key)
+                    .order_by(*key)
                 )
             }
             spans = [

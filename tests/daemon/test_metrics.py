@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
+import time
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -74,6 +78,42 @@ def test_message_and_retry_figures_equal_the_journal(journal: Journal) -> None:
     assert sum(outcomes.values()) == sum(journal.message_counts(run).values()) == 5
     retries = {s.labels["provider"]: s.value for s in m["campaign_runner_retries"]}
     assert retries == {"main": 3.0, "backup": 0.0}  # (3-1) + (2-1)
+    assert {s.labels["campaign"] for s in m["campaign_runner_messages"]} == {"promo"}
+
+
+def test_messages_and_retries_are_labelled_by_campaign(journal: Journal) -> None:
+    fill(journal)  # promo: 5 messages, on main and backup
+    run = journal.start_run("winter", "/c/winter.yaml", {})
+    journal.start_step(run, "blast", "send")
+    journal.writer.plan(
+        [Planned(run, "blast", f"+3461000{i:04d}", i, "main", "hi", 1, i) for i in (1, 2)]
+    )
+    journal.writer.claim(run, "blast", "main", "me#1", -1, 2)
+    for i in (1, 2):
+        journal.writer.record_outcome(
+            Outcome(run, "blast", f"+3461000{i:04d}", "sent", "main", 2)
+        )
+    journal.writer.flush()
+    m = scrape(journal, Health(scheduler_running=True))
+    sent = {
+        (s.labels["campaign"], s.labels["provider"]): s.value
+        for s in m["campaign_runner_messages"]
+        if s.labels["outcome"] == "sent"
+    }
+    assert sent == {
+        ("promo", "main"): 2.0,
+        ("promo", "backup"): 1.0,
+        ("winter", "main"): 2.0,
+    }
+    retries = {
+        (s.labels["campaign"], s.labels["provider"]): s.value
+        for s in m["campaign_runner_retries"]
+    }
+    assert retries == {
+        ("promo", "main"): 3.0,
+        ("promo", "backup"): 0.0,
+        ("winter", "main"): 2.0,
+    }
 
 
 def test_rehearsal_messages_are_counted_apart(journal: Journal) -> None:
@@ -148,8 +188,8 @@ def test_http_server_serves_healthz_and_metrics(journal: Journal) -> None:
         r = requests.get(server.url + "/metrics", timeout=5)
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
         assert (
-            'campaign_runner_messages{mode="real",outcome="sent",provider="main"} 2.0'
-            in r.text
+            'campaign_runner_messages{campaign="promo",mode="real",outcome="sent",'
+            'provider="main"} 2.0' in r.text
         )
         assert "process_cpu_seconds_total" not in r.text  # a private registry
         assert requests.get(server.url + "/other", timeout=5).status_code == 404
@@ -188,8 +228,9 @@ def test_human_lines_carry_the_event_and_its_fields() -> None:
             "folders": ["/a"],
         }
     )
-    assert human_line(line) == (
-        '2026-11-23 08:00:01 run.started run=r1 campaign=spring-promo folders=["/a"]\n'
+    assert human_line(line, UTC) == (
+        "2026-11-23 08:00:01+00:00 run.started run=r1 campaign=spring-promo "
+        'folders=["/a"]\n'
     )
     assert human_line(json.dumps({"ts": "x", "event": "message.sent"})) == ""
     invalid = {
@@ -199,6 +240,37 @@ def test_human_lines_carry_the_event_and_its_fields() -> None:
         "problems": ["p"],
     }
     assert human_line(json.dumps(invalid)) == "x campaign.invalid path=b.yaml\n"
+
+
+def test_human_lines_are_in_the_local_zone_with_its_offset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    line = json.dumps({"ts": "2026-07-01T08:00:01.5+00:00", "event": "run.started"})
+    assert human_line(line, ZoneInfo("America/Caracas")) == (
+        "2026-07-01 04:00:01-04:00 run.started\n"
+    )
+    # the machine's zone by default (here, summer in Madrid)
+    monkeypatch.setenv("TZ", "Europe/Madrid")
+    time.tzset()
+    try:
+        assert human_line(line) == "2026-07-01 10:00:01+02:00 run.started\n"
+        winter = json.dumps({"ts": "2026-12-01T08:00:00+00:00", "event": "x"})
+        assert human_line(winter) == "2026-12-01 09:00:00+01:00 x\n"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_the_daemon_text_echo_writes_the_zone(tmp_path: Path) -> None:
+    out = io.StringIO()
+    log = EventLog(tmp_path / "events.jsonl")
+    log.listen(LogEcho(out, human=True, tz=ZoneInfo("Asia/Kolkata")))
+    log.emit("daemon.started", pid=1)
+    log.close()
+    shown = out.getvalue()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+05:30 daemon.started .*pid=1.*\n", shown
+    ), shown
 
 
 def test_one_event_log_hides_the_secrets_of_every_run(tmp_path: Path) -> None:
