@@ -84,19 +84,28 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             name, help=doc.splitlines()[0] if doc else None, description=doc
         )
         module.add_arguments(p)
-        # -v after the command too (``run x.yaml -v``); counted with the one before
-        p.add_argument(
-            "-v",
-            "--verbose",
-            dest="command_verbose",
-            action="count",
-            default=0,
-            help="more logging (-vv: debug)",
-        )
+        _verbose_after(p)
         p.set_defaults(func=module.main)
         if getattr(module, "WANTS_PARSER", False):  # completion: every command's
             p.set_defaults(parser=build_parser)
     return parser
+
+
+def _verbose_after(p: argparse.ArgumentParser) -> None:
+    """``-v`` after the command too (``run x.yaml -v``, ``suppress list -v``),
+    counted with the one before it."""
+    p.add_argument(
+        "-v",
+        "--verbose",
+        dest="command_verbose",
+        action="count",
+        default=0,
+        help="more logging (-vv: debug)",
+    )
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _verbose_after(sub)
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:

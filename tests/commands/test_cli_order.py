@@ -47,6 +47,7 @@ def same(a: argparse.Namespace, b: argparse.Namespace) -> bool:
             "suppress add +34600000001 --state j.db",
         ),
         ("-v run F", "run F -v"),
+        ("-v suppress list", "suppress list -v"),
     ],
 )
 def test_the_same_line_in_either_order(campaign: str, before: str, after: str) -> None:
