@@ -8,6 +8,7 @@ every ``PLAIN_EVERY`` seconds otherwise).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import datetime, tzinfo
@@ -172,7 +173,7 @@ def eta(done: int, total: int, rate: float) -> str:
         return "eta 0s"
     if done <= 0 or rate <= 0:
         return "eta ?"
-    return f"eta {_duration(left / rate)}"
+    return f"eta {_duration(math.ceil(left / rate))}"  # never 0s while some are left
 
 
 def _duration(seconds: float) -> str:

@@ -24,6 +24,7 @@ from runner.engine.context import RunOptions
         (10, 100, 0.0, "eta ?"),
         (50, 100, 10.0, "eta 5s"),
         (40, 100, 3.0, "eta 20s"),
+        (50, 60, 20.0, "eta 1s"),  # half a second left: rounded up, never 0s
         (1, 100, 0.3, "eta 5m30s"),
         (100, 20_100, 5.0, "eta 1h06m"),  # 4000 s
         (10, 1_000_010, 5.0, "eta 2d07h"),  # 200,000 s
@@ -68,11 +69,11 @@ def test_a_real_run_shows_the_eta_on_its_progress_line(
     assert result.exit_code == 0
     lines = [seg for seg in err.getvalue().split("\r") if seg.startswith("[blast]")]
     assert len(lines) >= 2, err.getvalue()
-    etas = []
     for line in lines:
-        m = re.search(r"\[blast\] (\d+)/60 .*\((\d+) msg/s, eta (\S+)\)", line)
+        m = re.search(r"\[blast\] (\d+)/60 .*\((\d+) msg/s, eta (\d+)s\)", line)
         assert m, line
-        etas.append(m.group(3))
-    # counted down as the messages go: the last shown is at most the first
-    seconds = [int(e.rstrip("s")) for e in etas if re.fullmatch(r"\d+s", e)]
-    assert seconds and seconds[-1] <= seconds[0] <= 5, etas
+        done, rate, seconds = (int(g) for g in m.groups())
+        # what is left at the rate shown (rounded to whole messages a second)
+        left = (60 - done) / max(rate, 1)
+        assert abs(seconds - left) <= 1.5, line
+        assert (seconds == 0) == (done == 60), line  # 0s only when none is left
