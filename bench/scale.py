@@ -114,7 +114,16 @@ def run_case(folder: Path, n: int, send_seconds: float) -> dict[str, float]:
         state = folder / "j.db"
         started = time.time()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "run", str(path), "--now", "--state", str(state)],
+            [
+                sys.executable,
+                "-m",
+                "runner",
+                "run",
+                str(path),
+                "--now",
+                "--state",
+                str(state),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -140,9 +149,7 @@ def run_case(folder: Path, n: int, send_seconds: float) -> dict[str, float]:
     planned = next(e for e in log if e["event"] == "step.planned")
     step_start = datetime.fromisoformat(str(stamp["step.started"])).timestamp()
     plan_end = datetime.fromisoformat(str(stamp["step.planned"])).timestamp()
-    size = sum(
-        p.stat().st_size for p in folder.iterdir() if p.name.startswith("j.db")
-    )
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("j.db"))
     import sqlite3
 
     with sqlite3.connect(state) as db:
@@ -218,7 +225,8 @@ def main() -> None:
             )
             print(
                 f"  planning: {f['plan_rate']:,.0f} recipients/s (target >= "
-                f"{TARGETS['plan_rate']:,}: {f['plan_rate'] / TARGETS['plan_rate']:.2f} x)"
+                f"{TARGETS['plan_rate']:,}: "
+                f"{f['plan_rate'] / TARGETS['plan_rate']:.2f} x)"
             )
             print(
                 f"  journal: {f['bytes_per_message']:.0f} bytes a message over "
