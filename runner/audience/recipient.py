@@ -6,7 +6,7 @@ engine can name a recipient without importing the reader.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -40,6 +40,7 @@ class InvalidRow(NamedTuple):
     phone: str  # masked
     reason: str
     line: int = 0
+    given: str = ""  # the number as the row has it, unmasked (for the journal)
 
     @property
     def location(self) -> str:
@@ -47,9 +48,26 @@ class InvalidRow(NamedTuple):
             f"{self.source}:{self.line}" if self.line else f"{self.source} row {self.row}"
         )
 
+    @property
+    def at(self) -> tuple[str, int, int]:
+        """(source, row, line)."""
+        return self.source, self.row, self.line
+
     def format(self) -> str:
         phone = f" {self.phone}" if self.phone else ""
         return f"{self.location}:{phone} {self.reason}"
+
+
+class Skipped(NamedTuple):
+    """A row that is not among the recipients, and why (the journal keeps it)."""
+
+    reason: str  # invalid | duplicate | excluded | filtered_out
+    source: str
+    row: int
+    line: int
+    given: str  # the number as the row has it
+    phone: str | None  # E.164, when it could be read
+    detail: str
 
 
 @dataclass
@@ -63,6 +81,8 @@ class RecipientStats:
     filtered_out: int = 0
     accepted: int = 0
     invalid_rows: list[InvalidRow] = field(default_factory=list)
+    # told of every row left out, when set (the planner records them)
+    on_skip: Callable[[Skipped], None] | None = None
 
     def add_invalid(self, row: InvalidRow) -> None:
         self.invalid += 1

@@ -14,7 +14,7 @@ from typing import Any
 
 from runner.audience import sources
 from runner.audience.phones import InvalidPhone, PhoneNormalizer, mask_phone
-from runner.audience.recipient import InvalidRow, Recipient, RecipientStats
+from runner.audience.recipient import InvalidRow, Recipient, RecipientStats, Skipped
 from runner.audience.sources import Row
 from runner.audience.templates import Renderer
 from runner.errors import RecipientError, TemplateError
@@ -44,6 +44,13 @@ class Screen:
 
     def check(self, row: Row) -> Recipient | InvalidRow | None:
         """The recipient, why the row is invalid, or None when the number opted out."""
+        got = self.read(row)
+        if isinstance(got, Recipient) and self.excludes(got):
+            return None
+        return got
+
+    def read(self, row: Row) -> Recipient | InvalidRow:
+        """The recipient with its number normalised, or why the row is invalid."""
         fields, number, line, error = row
         raw = "" if fields is None else fields.get(self.phone_field)
         try:
@@ -53,16 +60,17 @@ class Screen:
                 raise InvalidPhone(f"no {self.phone_field!r}")
             phone = self.normalise(raw if type(raw) is str else str(raw))
         except InvalidPhone as e:
-            bad = InvalidRow(
-                self.source, number, mask_phone(str(raw or "")), str(e), line
-            )
+            given = str(raw or "")
+            bad = InvalidRow(self.source, number, mask_phone(given), str(e), line, given)
             if self.fail:
                 raise RecipientError(f"{bad.format()} (on_invalid: fail)") from None
             return bad
-        if self.excluded and int(phone[1:]) in self.excluded:
-            return None
         assert fields is not None
         return Recipient(phone, fields, number, self.source, line)
+
+    def excludes(self, recipient: Recipient) -> bool:
+        """Whether an opt-out file lists the recipient's number."""
+        return bool(self.excluded) and recipient.key in self.excluded
 
     def matches(self, recipient: Recipient) -> bool:
         """Whether ``where`` holds for the recipient (True without one)."""
@@ -163,30 +171,41 @@ class Screen:
 def iter_recipients(
     campaign: Campaign, stats: RecipientStats | None = None
 ) -> Iterator[Recipient]:
-    """Stream the campaign's recipients, normalised, deduplicated and filtered.
+    """Stream the campaign's recipients, normalised, deduplicated and filtered
+    (each row left out told to ``stats.on_skip`` when it is set).
 
     Raises RecipientError (one line naming file and line) for an unreadable
     source, or for an invalid row when ``on_invalid: fail``.
     """
     stats = RecipientStats() if stats is None else stats
     screen = Screen(campaign)
+    skip = stats.on_skip
     seen: set[int] = set()
     for row in screen.rows():
         stats.read += 1
-        got = screen.check(row)
-        if got is None:
-            stats.excluded += 1
-        elif isinstance(got, InvalidRow):
+        got = screen.read(row)
+        if isinstance(got, InvalidRow):
             stats.add_invalid(got)
+            if skip is not None:
+                skip(Skipped("invalid", *got.at, got.given, None, got.reason))
+            continue
+        if screen.excludes(got):
+            stats.excluded += 1
+            why = ("excluded", "in an opt-out file (recipients.exclude)")
         elif got.key in seen:
             stats.duplicates += 1
+            why = ("duplicate", "an earlier row has the same number")
         else:
             seen.add(got.key)
             if screen.matches(got):
                 stats.accepted += 1
                 yield got
-            else:
-                stats.filtered_out += 1
+                continue
+            stats.filtered_out += 1
+            why = ("filtered_out", f"where: {screen.where}")
+        if skip is not None:
+            given = str(got.fields.get(screen.phone_field, ""))
+            skip(Skipped(why[0], got.source, got.row, got.line, given, got.phone, why[1]))
 
 
 def latin1_hint(source: RecipientSource) -> str:

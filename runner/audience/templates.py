@@ -302,6 +302,15 @@ class Renderer:
             )
         return Rendered(text, seg, variant)
 
+    def variant(self, template: str, recipient: Recipient) -> str | None:
+        """Which variant of ``template`` the recipient gets (None: it has none,
+        or none fits)."""
+        compiled = self._compiled.get(template)
+        try:
+            return compiled.pick(recipient)[0] if compiled is not None else None
+        except TemplateError:
+            return None
+
     def evaluate(self, expression: str, context: Mapping[str, Any]) -> Any:
         """The value of a Jinja expression (``where``, ``when``, ``min``), cached."""
         fn = self._expressions.get(expression)

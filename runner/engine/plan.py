@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from runner.audience.failures import Failures, Unrendered
-from runner.audience.recipient import Recipient, RecipientStats
+from runner.audience.recipient import Recipient, RecipientStats, Skipped
 from runner.audience.recipients import iter_recipients
 from runner.audience.templates import Renderer
 from runner.audience.zones import ZoneFinder
 from runner.errors import TemplateError
 from runner.journal.journal import Journal
-from runner.journal.writer import Planned
+from runner.journal.writer import LeftOut, Planned
 from runner.model.campaign import PREVIOUS_FIELDS, Campaign, FollowUp
 
 PLAN_BATCH = 2000
@@ -36,6 +36,7 @@ class Rendering(NamedTuple):
     segments: int
     error: TemplateError | None = None
     zone: str | None = None  # the recipient's, when the step's window is theirs
+    variant: str | None = None  # the template's variant, when it has variants
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,10 @@ def _rendering(
     try:
         out = renderer.render(template, r)
     except TemplateError as e:
-        return Rendering(r.phone, r.row, None, 0, e, zone)
-    return Rendering(r.phone, r.row, out.text, out.segmentation.segments, None, zone)
+        return Rendering(r.phone, r.row, None, 0, e, zone, renderer.variant(template, r))
+    return Rendering(
+        r.phone, r.row, out.text, out.segmentation.segments, None, zone, out.variant
+    )
 
 
 def follow_renderings(
@@ -85,14 +88,16 @@ def follow_renderings(
     renderer = Renderer(campaign)
     earlier = journal.messages_for(run_id, follow.step)
     chosen: dict[str, dict[str, Any]] = {}
+    skip = stats.on_skip
     for row in earlier:
         before: dict[str, Any] = {k: row.get(k) for k in PREVIOUS_FIELDS}
-        if follow.statuses and row["status"] not in follow.statuses:
+        if (follow.statuses and row["status"] not in follow.statuses) or (
+            follow.where
+            and not renderer.evaluate(follow.where, {**before, "vars": campaign.vars})
+        ):
+            if skip is not None:
+                skip(_not_chosen(follow, row))
             continue
-        if follow.where:
-            context = {**before, "vars": campaign.vars}
-            if not renderer.evaluate(follow.where, context):
-                continue
         chosen[str(row["phone"])] = before
     stats.read = len(earlier)
     stats.filtered_out = len(earlier) - len(chosen)
@@ -106,6 +111,41 @@ def follow_renderings(
     stats.filtered_out += len(chosen)  # no longer among the campaign's recipients
 
 
+def _not_chosen(follow: FollowUp, row: dict[str, Any]) -> Skipped:
+    """An earlier step's message that the follow-up's condition does not pick."""
+    rules = []
+    if follow.statuses:
+        rules.append(f"status in ({', '.join(follow.statuses)})")
+    if follow.where:
+        rules.append(f"where: {follow.where}")
+    rule = " and ".join(rules)
+    detail = f"its message in step {follow.step} is {row['status']}, not {rule}"
+    phone = str(row["phone"])
+    source = f"step {follow.step}"
+    return Skipped(
+        "filtered_out", source, row["source_row"] or 0, 0, phone, phone, detail
+    )
+
+
+class LeftOutRows:
+    """The rows a step's plan leaves out, written with its batches of messages
+    (or on their own, a batch at a time, when few are planned meanwhile)."""
+
+    def __init__(self, journal: Journal, run_id: str, step_id: str) -> None:
+        self.writer = journal.writer
+        self.run_id, self.step_id = run_id, step_id
+        self.rows: list[LeftOut] = []
+
+    def __call__(self, row: Skipped) -> None:
+        self.rows.append(LeftOut(self.run_id, self.step_id, row))
+        if len(self.rows) >= PLAN_BATCH:
+            self.writer.plan([], wait=False, left_out=self.take())
+
+    def take(self) -> list[LeftOut]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
 def plan(
     journal: Journal,
     run_id: str,
@@ -114,12 +154,15 @@ def plan(
     messages: Iterable[Rendering],
     *,
     rerender: bool = False,
+    left_out: LeftOutRows | None = None,
 ) -> PlanResult:
     """Record the messages not yet in the journal (with ``rerender``, replace the
-    text of those never called too); returns what changed."""
+    text of those never called too), and with ``left_out`` the rows it told of
+    meanwhile, in the same transactions; returns what changed."""
     known = journal.message_states(run_id, step_id)
     seq = journal.max_seq(run_id, step_id)
     writer = journal.writer
+    take = left_out.take if left_out is not None else list
     new: list[Planned] = []
     again: list[Planned] = []
     seen: set[str] = set()
@@ -145,19 +188,22 @@ def plan(
             again.append(_planned(run_id, step_id, provider, m, 0))
         if len(new) >= PLAN_BATCH:
             # inserted by the writer thread while the next batch renders
-            writer.plan(new, wait=False)
+            writer.plan(new, wait=False, left_out=take())
             added += len(new)
             new = []
         if len(again) >= PLAN_BATCH:
-            writer.plan(again, wait=False, rerender=True)
+            writer.plan(again, wait=False, rerender=True, left_out=take())
             rerendered += len(again)
             again = []
     if new:
-        writer.plan(new, wait=False)
+        writer.plan(new, wait=False, left_out=take())
         added += len(new)
     if again:
-        writer.plan(again, wait=False, rerender=True)
+        writer.plan(again, wait=False, rerender=True, left_out=take())
         rerendered += len(again)
+    rest = take()
+    if rest:
+        writer.plan([], wait=False, left_out=rest)
     writer.flush()  # every row committed (or the error raised) before a call
     dropped = 0
     if rerender:
@@ -184,4 +230,5 @@ def _planned(run_id: str, step_id: str, provider: str, m: Rendering, seq: int) -
         error_code=error.problem if error else None,
         error_detail=str(error) if error else None,
         zone=m.zone,
+        variant=m.variant,
     )

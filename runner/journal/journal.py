@@ -20,6 +20,7 @@ from runner.journal.leases import LeaseRecords
 from runner.journal.messages import MessageRecords
 from runner.journal.queries import Reads
 from runner.journal.runs import RunRecords
+from runner.journal.skipped import SkippedRecords
 from runner.journal.suppressions import SuppressionRecords, ZoneRecords
 from runner.journal.where import Where
 from runner.journal.workers import Worker, WorkerRecords
@@ -35,6 +36,7 @@ class Journal(
     SuppressionRecords,
     ZoneRecords,
     CallbackRecords,
+    SkippedRecords,
     Reads,
 ):
     """Runs, steps and messages of one journal database, and its writer thread."""

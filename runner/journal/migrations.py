@@ -223,12 +223,37 @@ def _callbacks(conn: Connection) -> None:
     ).create(conn)
 
 
+def _skipped_rows(conn: Connection) -> None:
+    """Why a recipient got nothing: the rows a send step's plan left out (invalid,
+    duplicate, excluded, filtered out), and which template variant each message is."""
+    conn.exec_driver_sql("ALTER TABLE messages ADD COLUMN variant VARCHAR")
+    skipped = sa.Table(
+        "skipped_rows",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String, nullable=False),
+        sa.Column("step_id", sa.String),
+        sa.Column("source", sa.String, nullable=False),
+        sa.Column("source_row", sa.Integer),
+        sa.Column("line", sa.Integer),
+        sa.Column("given", sa.String),
+        sa.Column("phone", sa.String),
+        sa.Column("reason", sa.String, nullable=False),
+        sa.Column("detail", sa.String),
+        sa.Column("created_at", sa.String, nullable=False),
+    )
+    sa.Index("ix_skipped_rows_step", skipped.c.run_id, skipped.c.step_id)
+    sa.Index("ix_skipped_rows_phone", skipped.c.phone)
+    skipped.create(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_modes_order_history", _modes_order_history),
     ("0003_control_leases", _control_leases),
     ("0004_shared_sending", _shared_sending),
     ("0005_recipients", _recipients),
+    ("0006_skipped_rows", _skipped_rows),
     ("0007_pins", _pins),
     ("0008_callbacks", _callbacks),
 ]

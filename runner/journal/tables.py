@@ -122,6 +122,8 @@ messages = sa.Table(
     # the recipient's IANA zone, for a sending window on their own clock
     sa.Column("zone", sa.String),
     sa.Column("secret_digest", sa.String),  # a PIN step's keyed hash of the PIN
+    # which of the template's variants the text is (``by: lang``); NULL without
+    sa.Column("variant", sa.String),
 )
 sa.Index("ix_messages_seq", messages.c.run_id, messages.c.step_id, messages.c.seq)
 # what is left to claim, found without reading what was sent
@@ -233,3 +235,27 @@ callbacks = sa.Table(
     sa.Column("received_at", sa.String),
     sa.Column("size", sa.Integer),  # the callback's body, in bytes
 )
+# A recipient row a send step's plan left out, and why: ``invalid`` (no number
+# to send to: ``given`` is what the row had), ``duplicate`` (an earlier row has
+# the number), ``excluded`` (an opt-out file lists it), ``filtered_out`` (the
+# recipients' ``where``, or a follow-up's ``from`` condition, said no). Written
+# with the plan's batches, so "why didn't X get it?" has an answer (``why``).
+SKIPPED_REASONS = ("invalid", "duplicate", "excluded", "filtered_out")
+
+skipped_rows = sa.Table(
+    "skipped_rows",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("step_id", sa.String),  # NULL: not one step's (none yet)
+    sa.Column("source", sa.String, nullable=False),  # the file, or "inline"
+    sa.Column("source_row", sa.Integer),  # 1-based data row
+    sa.Column("line", sa.Integer),  # the file line (0 or NULL inline)
+    sa.Column("given", sa.String),  # the phone as the row gave it
+    sa.Column("phone", sa.String),  # E.164, when it could be read
+    sa.Column("reason", sa.String, nullable=False),  # one of SKIPPED_REASONS
+    sa.Column("detail", sa.String),  # in words: the parse error, the file, ...
+    sa.Column("created_at", sa.String, nullable=False),
+)
+sa.Index("ix_skipped_rows_step", skipped_rows.c.run_id, skipped_rows.c.step_id)
+sa.Index("ix_skipped_rows_phone", skipped_rows.c.phone)

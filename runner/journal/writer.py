@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from runner.audience.recipient import Skipped
 from runner.errors import JournalError
 from runner.journal.store import Store, now_iso
 
@@ -37,6 +38,16 @@ class Planned:
     error_code: str | None = None  # the same for every recipient of one mistake
     error_detail: str | None = None
     zone: str | None = None  # the recipient's, for a window on their own clock
+    variant: str | None = None  # the template's variant the text is of
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A recipient row a send step's plan left out (``skipped_rows``)."""
+
+    run_id: str
+    step_id: str | None
+    row: Skipped
 
 
 @dataclass(frozen=True)
@@ -155,8 +166,14 @@ WHERE run_id = ? AND step_id = ? AND phone = ? AND status = 'reserved'
 _INSERT_PLANNED = """
 INSERT INTO messages (
   run_id, step_id, phone, seq, idem_key, provider, status, attempts, segments,
-  text, source_row, created_at, error_kind, error_code, error_detail, zone
-) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)
+  text, source_row, created_at, error_kind, error_code, error_detail, zone, variant
+) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+_INSERT_SKIPPED = """
+INSERT INTO skipped_rows (
+  run_id, step_id, source, source_row, line, given, phone, reason, detail, created_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 # A campaign file changed under an unfinished run: messages never called are
@@ -165,7 +182,7 @@ INSERT INTO messages (
 _RERENDER = """
 UPDATE messages SET
   text = ?, segments = ?, source_row = ?, status = ?, error_kind = ?, error_code = ?,
-  error_detail = ?
+  error_detail = ?, variant = ?
 WHERE idem_key = ?
   AND (status = 'queued' OR (status = 'failed' AND error_kind = 'template'))
 """
@@ -202,6 +219,29 @@ def _insert_planned(conn: Connection, sql: str, rows: Sequence[Planned]) -> None
                 r.error_code,
                 r.error_detail,
                 r.zone,
+                r.variant,
+            )
+            for r in rows
+        ],
+    )
+
+
+def _insert_skipped(conn: Connection, sql: str, rows: Sequence[LeftOut]) -> None:
+    at = now_iso()
+    conn.exec_driver_sql(
+        sql,
+        [
+            (
+                r.run_id,
+                r.step_id,
+                r.row.source,
+                r.row.row,
+                r.row.line,
+                r.row.given,
+                r.row.phone,
+                r.row.reason,
+                r.row.detail,
+                at,
             )
             for r in rows
         ],
@@ -220,6 +260,7 @@ def _rerender(conn: Connection, sql: str, rows: Sequence[Planned]) -> None:
                 r.error_kind,
                 r.error_code,
                 r.error_detail,
+                r.variant,
                 f"{r.run_id}/{r.step_id}/{r.phone}",
             )
             for r in rows
@@ -253,6 +294,7 @@ class JournalWriter:
             self._update_sql = _UPDATE_OUTCOMES_ARRAYS
         self._insert_sql = driver_sql(_INSERT_PLANNED, style)
         self._rerender_sql = driver_sql(_RERENDER, style)
+        self._skipped_sql = driver_sql(_INSERT_SKIPPED, style)
         self._locking = journal.engine.dialect.name == "postgresql"
         self._claim_sql = driver_sql(_CLAIM_LOCKED if self._locking else _CLAIM, style)
         self._calling_sql = driver_sql(_CALLING, style)
@@ -262,20 +304,26 @@ class JournalWriter:
         self._thread.start()
 
     def plan(
-        self, rows: Sequence[Planned], *, wait: bool = True, rerender: bool = False
+        self,
+        rows: Sequence[Planned],
+        *,
+        wait: bool = True,
+        rerender: bool = False,
+        left_out: Sequence[LeftOut] = (),
     ) -> None:
         """Insert ``queued`` rows (rendered, never called), or with ``rerender``
-        replace the text of rows never called; waits for the commit unless
-        ``wait`` is False (then the next ``flush`` waits, and raises)."""
+        replace the text of rows never called, and the rows ``left_out`` of the
+        plan, in one transaction; waits for the commit unless ``wait`` is False
+        (then the next ``flush`` waits, and raises)."""
         kind = "rerender" if rerender else "plan"
         if wait:
-            self._sync(kind, rows)
+            self._sync(kind, (rows, left_out))
         else:
             # at most one batch waits behind the one being inserted: rendering
             # overlaps inserting without holding a whole file's rows in memory
             self._plans_ahead.acquire()
             self._raise()
-            self._q.put((kind, rows, None))
+            self._q.put((kind, (rows, left_out), None))
 
     def claim(
         self,
@@ -383,10 +431,14 @@ class JournalWriter:
                 with self.journal.connect() as conn:
                     if pending:
                         _update_outcomes(conn, self._update_sql, self._arrays, pending)
-                    if kind == "plan":
-                        _insert_planned(conn, self._insert_sql, payload)
-                    elif kind == "rerender":
-                        _rerender(conn, self._rerender_sql, payload)
+                    if kind in ("plan", "rerender"):
+                        rows, left_out = payload
+                        if rows and kind == "plan":
+                            _insert_planned(conn, self._insert_sql, rows)
+                        elif rows:
+                            _rerender(conn, self._rerender_sql, rows)
+                        if left_out:
+                            _insert_skipped(conn, self._skipped_sql, left_out)
                     elif kind == "claim":
                         run_id, step_id, provider, claimer, after, n, status, box = (
                             payload

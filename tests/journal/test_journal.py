@@ -175,7 +175,10 @@ def test_migrations_build_the_schema_the_queries_read(where: Where) -> None:
         for name, table in metadata.tables.items():
             found = {c["name"]: c["nullable"] for c in inspector.get_columns(name)}
             wanted = {c.name: c.nullable and not c.primary_key for c in table.columns}
-            if name == "message_history":  # an autoincrement key reads as nullable
+            if name in (
+                "message_history",
+                "skipped_rows",
+            ):  # an autoincrement key reads as nullable
                 found["id"] = False
             assert {k: bool(v) for k, v in found.items()} == wanted, name
     finally:
@@ -353,5 +356,32 @@ def test_suppressions_and_caps_act_on_queued_rows_only(where: Where) -> None:
         assert j.apply_suppressions(run, "s", "real", transactional=False) == (0, 1)
         assert j.message_counts(run, "s") == {"queued": 4}
         assert [s.phone for s in j.suppressions("sandbox")] == [phones[2]]
+    finally:
+        j.close()
+
+
+def test_rows_left_out_are_written_with_the_plan_and_found_by_number(
+    where: Where,
+) -> None:
+    from runner.audience.recipient import Skipped
+    from runner.journal.writer import LeftOut
+
+    j = Journal(where)
+    try:
+        run = j.start_run("c", "c.yaml", {})
+        bad = Skipped("invalid", "c.csv", 3, 4, "12345", None, "too short")
+        dup = Skipped("duplicate", "c.csv", 5, 6, "600000001", "+34600000001", "again")
+        j.writer.plan(planned(run, "s", 2), left_out=[LeftOut(run, "s", bad)])
+        j.writer.plan([], left_out=[LeftOut(run, "s", dup)])
+        rows = j.skipped_for(run, "s")
+        assert [(r["reason"], r["source_row"], r["line"]) for r in rows] == [
+            ("invalid", 3, 4),
+            ("duplicate", 5, 6),
+        ]
+        assert [r["reason"] for r in j.skipped_of("+34600000001", "x")] == ["duplicate"]
+        assert [r["reason"] for r in j.skipped_of(None, "12345")] == ["invalid"]
+        assert j.skipped_for(run, "s", ["invalid"])[0]["given"] == "12345"
+        j.forget_skipped(run, "s")
+        assert j.skipped_for(run) == []
     finally:
         j.close()

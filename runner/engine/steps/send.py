@@ -17,7 +17,7 @@ from runner.engine.holds import (
     next_zone_opening,
 )
 from runner.engine.pins import PinKeeper, pin_key
-from runner.engine.plan import follow_renderings, plan, renderings
+from runner.engine.plan import LeftOutRows, follow_renderings, plan, renderings
 from runner.engine.progress import Ticker
 from runner.engine.reads import step_result
 from runner.engine.rounds import send_rounds
@@ -178,8 +178,10 @@ def _plan(ctx: RunContext, step: Step, action: SendAction) -> dict[str, Any]:
     again = bool(detail.get("planned")) and ctx.rerender
     if detail.get("planned") and not again:
         return detail
-    stats = RecipientStats()
+    left_out = LeftOutRows(journal, run_id, step.id)
+    stats = RecipientStats(on_skip=left_out)
     ctx.recipient_stats = stats
+    journal.forget_skipped(run_id, step.id)
     window = step.timing.window
     zones = (
         ZoneFinder(window, ctx.campaign.timezone)
@@ -193,7 +195,15 @@ def _plan(ctx: RunContext, step: Step, action: SendAction) -> dict[str, Any]:
         if action.follow is not None
         else renderings(ctx.campaign, action.template, stats, zones)
     )
-    result = plan(journal, run_id, step.id, action.providers[0], messages, rerender=again)
+    result = plan(
+        journal,
+        run_id,
+        step.id,
+        action.providers[0],
+        messages,
+        rerender=again,
+        left_out=left_out,
+    )
     counts = stats.as_dict()
     detail = {"planned": True, "recipients": counts}
     if action.pin is not None:
