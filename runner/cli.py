@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "cancel": "runner.commands.cancel",
     "history": "runner.commands.history",
     "show": "runner.commands.show",
+    "why": "runner.commands.why",
     "sandbox": "runner.commands.sandbox",
     "daemon": "runner.commands.daemon",
     "status": "runner.commands.status",

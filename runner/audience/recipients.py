@@ -191,7 +191,7 @@ def iter_recipients(
             continue
         if screen.excludes(got):
             stats.excluded += 1
-            why = ("excluded", "in an opt-out file (recipients.exclude)")
+            why = ("excluded", "on an opt-out list (recipients.exclude)")
         elif got.key in seen:
             stats.duplicates += 1
             why = ("duplicate", "an earlier row has the same number")

@@ -7,10 +7,12 @@ import sys
 from typing import TextIO
 
 from runner.commands.args import add_format, add_state
-from runner.commands.output import emit, mode_of, open_journal
+from runner.commands.output import emit, open_journal, run_record
+from runner.journal.tables import UNSETTLED
 
-# the message counts each run shows, in this order
-COUNTED = ("sent", "failed", "unknown", "queued", "cancelled", "suppressed", "capped")
+# the message counts each run shows, in this order; ``pending`` is every message
+# not yet settled (queued, pending, deferred), ``unknown`` apart
+COUNTED = ("sent", "failed", "unknown", "pending", "cancelled", "suppressed", "capped")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,12 +38,14 @@ def history(
     rows = []
     for r in runs:
         c = r.pop("counts")
+        shown = {k: c.get(k, 0) for k in COUNTED}
+        shown["pending"] = sum(c.get(k, 0) for k in UNSETTLED)
         rows.append(
             {
-                **r,
-                "mode": mode_of(r),
+                **run_record(r),
                 "occurrence": r.get("occurrence") or "-",
-                **{k: c.get(k, 0) for k in COUNTED},
+                **shown,
+                "counts": c,  # every status, for machines
             }
         )
     cols = [

@@ -3,6 +3,7 @@ times are shown in, and the journal a read-only command opens."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import warnings
@@ -47,6 +48,51 @@ def emit(rows: list[dict[str, Any]], fmt: str, out: TextIO, columns: list[str]) 
                 ).rstrip()
                 + "\n"
             )
+
+
+EXCERPT = 48  # characters of a message's text in a table
+
+
+def excerpt(text: str, width: int = EXCERPT) -> str:
+    """The start of a text on one line, for a table."""
+    flat = text.replace("\r", "").replace("\n", " ⏎ ")
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# columns of ``runs`` stored as JSON text, shown as the objects they hold
+RUN_JSON = ("options", "fingerprint")
+
+
+def run_record(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run as machines read it: its JSON columns parsed, its mode in words."""
+    row = dict(run)
+    for key in RUN_JSON:
+        if isinstance(row.get(key), str):
+            with contextlib.suppress(ValueError):  # not JSON after all: as written
+                row[key] = json.loads(row[key])
+    row["mode"] = mode_of(run)
+    return row
+
+
+def reason_of(m: Mapping[str, Any]) -> str:
+    """Why a message ended as it did, in one phrase (empty when nothing went wrong)."""
+    kind, code, detail = m.get("error_kind"), m.get("error_code"), m.get("error_detail")
+    if not kind:
+        return ""
+    said = detail or code or ""
+    if code and detail and str(code) not in str(detail):
+        said = f"{detail} ({code})"
+    return f"{kind}: {said}" if said else str(kind)
+
+
+def left_out_reason(r: Mapping[str, Any]) -> str:
+    """Where a row a plan left out is, and why: ``contacts.csv:9: too short``."""
+    where = (
+        f"{r['source']}:{r['line']}"
+        if r["line"]
+        else f"{r['source']} row {r['source_row']}"
+    )
+    return f"{where}: {r['detail']}" if r["detail"] else where
 
 
 def mode_of(run: Mapping[str, Any]) -> str:

@@ -21,14 +21,13 @@ from runner.audience.render import Message
 from runner.audience.templates import filter_hint
 from runner.audience.zones import ZoneFinder
 from runner.commands.args import add_state
+from runner.commands.output import excerpt
 from runner.engine.scheduler import next_window_open
 from runner.errors import UsageError
 from runner.journal.journal import Journal
 from runner.journal.where import locate
 from runner.loader.load import load_campaign
 from runner.model.campaign import Campaign, SendAction
-
-EXCERPT = 48
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -125,11 +124,6 @@ def preview(
     return 1 if any(t.failed for t in merge.tallies) else 0
 
 
-def _excerpt(text: str) -> str:
-    flat = text.replace("\r", "").replace("\n", " ⏎ ")
-    return flat if len(flat) <= EXCERPT else flat[: EXCERPT - 1] + "…"
-
-
 def _what(campaign: Campaign, step_id: str, template: str) -> str:
     """What a step's messages are: a template's text, with a PIN, or fired."""
     action = campaign.step(step_id).action
@@ -153,7 +147,7 @@ def _table(rows: list[tuple[str, Message]], out: TextIO) -> None:
             out.write(f"  {phone:<{width}}  -        -  ERROR: {error}\n")
         else:
             cells = f"{phone:<{width}}  {encoding:<5} {segments:>4}"
-            out.write(f"  {cells}  {_excerpt(text)}\n")
+            out.write(f"  {cells}  {excerpt(text)}\n")
 
 
 def _summary(

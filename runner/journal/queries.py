@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from runner.journal.store import Store
-from runner.journal.tables import messages, runs, steps
+from runner.journal.tables import message_history, messages, runs, steps
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,50 @@ class Reads(Store):
                 {**dict(r), "detail": json.loads(r["detail"] or "{}")}
                 for r in conn.execute(q).mappings()
             ]
+
+    def messages_of(
+        self, phone: str, campaign: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every message to one number (of ``campaign``), each with its earlier
+        outcomes (``history``, oldest first)."""
+        q = sa.select(messages).where(messages.c.phone == phone)
+        if campaign is not None:
+            q = q.where(
+                messages.c.run_id.in_(
+                    sa.select(runs.c.id).where(runs.c.campaign == campaign)
+                )
+            )
+        h = message_history
+        with self.connect() as conn:
+            found = [dict(r) for r in conn.execute(q).mappings()]
+            earlier: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            rows = conn.execute(
+                sa.select(h).where(h.c.phone == phone).order_by(h.c.id)
+            ).mappings()
+            for r in rows:
+                earlier.setdefault((r["run_id"], r["step_id"]), []).append(dict(r))
+        for m in found:
+            m["history"] = earlier.get((m["run_id"], m["step_id"]), [])
+        return found
+
+    def runs_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Runs by id, each with its steps' kinds and order (``step_kinds``)."""
+        if not ids:
+            return {}
+        with self.connect() as conn:
+            found = {
+                r["id"]: {**dict(r), "steps": {}}
+                for r in conn.execute(
+                    sa.select(runs).where(runs.c.id.in_(list(ids)))
+                ).mappings()
+            }
+            for run_id, step_id, kind, position in conn.execute(
+                sa.select(
+                    steps.c.run_id, steps.c.step_id, steps.c.kind, steps.c.position
+                ).where(steps.c.run_id.in_(list(ids)))
+            ):
+                found[run_id]["steps"][step_id] = (kind, position)
+        return found
 
     def metric_figures(self) -> MetricFigures:
         extra = sa.func.sum(

@@ -149,6 +149,15 @@ class RunRecords(Store):
             )
         return dict(row) if row else None
 
+    def latest_run(self, campaign: str | None = None) -> Mapping[str, Any] | None:
+        """The run started last (of ``campaign``), whatever its mode."""
+        q = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        if campaign is not None:
+            q = q.where(runs.c.campaign == campaign)
+        with self.connect() as conn:
+            row = conn.execute(q.limit(1)).mappings().first()
+        return dict(row) if row else None
+
     def run_of_occurrence(
         self, campaign: str, occurrence: str, mode: str
     ) -> Mapping[str, Any] | None:

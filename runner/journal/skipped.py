@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runner.journal.store import Store
-from runner.journal.tables import skipped_rows
+from runner.journal.tables import runs, skipped_rows
 
 
 class SkippedRecords(Store):
@@ -35,12 +35,19 @@ class SkippedRecords(Store):
             rows = conn.execute(q.order_by(t.c.step_id, t.c.id)).mappings()
             return [dict(r) for r in rows]
 
-    def skipped_of(self, phone: str | None, given: str) -> list[dict[str, Any]]:
-        """Every left-out row of a number: by its E.164 form, or (an invalid row
-        has none) as it was written."""
+    def skipped_of(
+        self, phone: str | None, given: str, campaign: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every left-out row of a number (of ``campaign``'s runs): by its E.164
+        form, or as it was written (an invalid row has no E.164 form)."""
         t = skipped_rows
         match = t.c.given == given
         if phone is not None:
             match = sa.or_(t.c.phone == phone, match)
+        q = sa.select(t).where(match)
+        if campaign is not None:
+            q = q.where(
+                t.c.run_id.in_(sa.select(runs.c.id).where(runs.c.campaign == campaign))
+            )
         with self.connect() as conn:
-            return [dict(r) for r in conn.execute(sa.select(t).where(match)).mappings()]
+            return [dict(r) for r in conn.execute(q.order_by(t.c.id)).mappings()]

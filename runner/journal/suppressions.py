@@ -100,6 +100,13 @@ class SuppressionRecords(Store):
         with self.connect() as conn:
             return [Suppression(**dict(r)) for r in conn.execute(q).mappings()]
 
+    def suppressions_of(self, phone: str) -> list[Suppression]:
+        """One number's entries (a real one, a rehearsal's)."""
+        q = sa.select(suppressions).where(suppressions.c.phone == phone)
+        with self.connect() as conn:
+            rows = conn.execute(q.order_by(suppressions.c.mode)).mappings()
+            return [Suppression(**dict(r)) for r in rows]
+
     def apply_suppressions(
         self, run_id: str, step_id: str, mode: str, transactional: bool
     ) -> tuple[int, int]:

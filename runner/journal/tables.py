@@ -207,6 +207,17 @@ sa.Index(
 # a step's total (the ratios of max_failed and reports are over what was meant
 # to go). ``deferred`` is different: over its cap now, sent when the cap allows.
 NOT_SENT_BY_CHOICE = ("cancelled", "suppressed", "capped")
+# every status a message row can have; those still to settle
+MESSAGE_STATUSES = (
+    "queued",
+    "pending",
+    "deferred",
+    "sent",
+    "failed",
+    "unknown",
+    *NOT_SENT_BY_CHOICE,
+)
+UNSETTLED = ("queued", "pending", "deferred")
 
 sa.Index("ix_messages_phone", messages.c.phone, messages.c.sent_at)
 

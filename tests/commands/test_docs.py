@@ -37,6 +37,7 @@ def _required(name: str) -> list[str]:
         "test": ["x.yaml"],
         "preview": ["x.yaml"],
         "show": ["RUN"],
+        "why": ["+34600000001"],
         "retry": ["RUN", "--failed"],
         "sandbox": ["x.yaml"],
         "daemon": ["dir"],
