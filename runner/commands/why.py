@@ -81,16 +81,20 @@ def why(
     try:
         if name is not None and journal.latest_run(name) is None:
             raise UsageError(f"no campaign {name!r} in {journal.where}")
-        phone = _normalise(given, region or _region_of(journal, name))
+        region = region or _region_of(journal, name)
+        phone = _normalise(given, region)
         trail = trail_of(journal, phone, given, name)
     finally:
         journal.close()
     shown = _shown(phone or given, show_phones)
     if trail.empty:
         scope = f" in campaign {name!r}" if name else ""
+        hint = ""
+        if phone is None and not given.lstrip().startswith("+") and region is None:
+            hint = " (a national number: pass --region, e.g. --region ES)"
         raise RunnerError(
             f"{shown} appears nowhere{scope}: no message, no row left out, "
-            "not on the suppression list"
+            f"not on the suppression list{hint}"
         )
     rows = [_row(o, show_phones) for o in trail.outcomes]
     if fmt == "json":

@@ -119,6 +119,7 @@ def send_test(
                 text=rendering.text,
                 segments=rendering.segments,
                 source_row=rendering.row,
+                variant=rendering.variant,
             )
             for i, phone in enumerate(to, start=1)
         ]

@@ -223,6 +223,9 @@ def test_why_masks_phones_and_says_when_a_number_is_nowhere(
         "campaign-runner: +34*****0098 appears nowhere: no message, no row left out, "
         "not on the suppression list\n"
     )
+    # a national number without a region to read it by
+    code, _, err = run_cli(capsys, "why", "600000001", "--state", str(state))
+    assert code == 1 and err.rstrip().endswith("pass --region, e.g. --region ES)")
     code, _, err = run_cli(capsys, "why", SENT, "autumn", "--state", str(state))
     assert code == 2 and "no campaign 'autumn'" in err and err.count("\n") == 1
 

@@ -288,6 +288,21 @@ def test_a_follow_up_resends_the_undelivered_through_the_backup_once(
     assert {x["phone"] for x in resent} == failed  # exactly those, once each
     assert {(x["provider"], x["status"]) for x in resent} == {("backup", "sent")}
     assert all(x["text"].startswith("Second try (failed): Name ") for x in resent)
+    # why a delivered number got no second try: the follow-up did not pick it
+    shown = cli("why", numbers[1], "--format", "json", "--state", str(state))
+    outcomes = [
+        (o["step"], o["status"], o["reason"])
+        for o in json.loads(shown.stdout)["outcomes"]
+    ]
+    assert outcomes == [
+        (
+            "resend",
+            "filtered_out",
+            "step blast row 2: its message in step blast is sent, not "
+            "where: delivery_status == 'failed'",
+        ),
+        ("blast", "sent", ""),
+    ]
 
 
 def test_a_follow_up_is_validated_against_what_the_earlier_step_can_tell(
