@@ -77,6 +77,8 @@ def why(
     fmt: str,
     out: TextIO,
 ) -> int:
+    if not given.strip():
+        raise UsageError("why: PHONE is empty")
     journal = open_journal(state)
     try:
         if name is not None and journal.latest_run(name) is None:

@@ -69,9 +69,12 @@ def trail_of(
         if s["run_id"] in runs
     ]
 
-    def order(o: Outcome) -> tuple[str, int, str]:
+    def order(o: Outcome) -> tuple[str, int, bool, str]:
+        # the latest run first, its last step first, a step's message before
+        # the rows of the same number it left out (duplicates)
         position = o.run["steps"].get(o.step_id, ("", None))[1]
-        return (o.run["started_at"], position if position is not None else -1, o.at)
+        step = position if position is not None else -1
+        return (o.run["started_at"], step, o.kind == "message", o.at)
 
     outcomes.sort(key=order, reverse=True)
     listed = (

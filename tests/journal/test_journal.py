@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -383,5 +384,41 @@ def test_rows_left_out_are_written_with_the_plan_and_found_by_number(
         assert j.skipped_for(run, "s", ["invalid"])[0]["given"] == "12345"
         j.forget_skipped(run, "s")
         assert j.skipped_for(run) == []
+    finally:
+        j.close()
+
+
+def test_a_numbers_trail_is_every_message_left_out_row_and_entry(where: Where) -> None:
+    from runner.audience.recipient import Skipped
+    from runner.journal.suppressions import Suppression
+    from runner.journal.trail import trail_of
+    from runner.journal.writer import LeftOut
+
+    j = Journal(where)
+    try:
+        first = j.start_run("a", "a.yaml", {})
+        j.start_step(first, "s", "send", 0)
+        j.writer.plan(planned(first, "s", 1))
+        j.resend(first, "s", ["queued"], "tried again")
+        time.sleep(0.01)  # runs started in one millisecond would tie
+        second = j.start_run("b", "b.yaml", {})
+        j.start_step(second, "s", "send", 0)
+        dup = Skipped("duplicate", "b.csv", 2, 3, "600000000", "+34600000000", "again")
+        j.writer.plan(planned(second, "s", 1), left_out=[LeftOut(second, "s", dup)])
+        j.suppress([Suppression("+34600000000", "real", "all", "manual", "by hand", "")])
+        trail = trail_of(j, "+34600000000", "+34600000000")
+        assert [(o.run["id"], o.kind, o.status) for o in trail.outcomes] == [
+            (second, "message", "queued"),
+            (second, "left out", "duplicate"),
+            (first, "message", "queued"),
+        ]
+        assert trail.outcomes[2].message is not None
+        assert [h["reason"] for h in trail.outcomes[2].message["history"]] == [
+            "tried again"
+        ]
+        assert [s.scope for s in trail.suppressions] == ["all"]
+        only_a = trail_of(j, "+34600000000", "+34600000000", "a")
+        assert [o.run["id"] for o in only_a.outcomes] == [first]
+        assert trail_of(j, "+34699999999", "+34699999999").empty
     finally:
         j.close()
