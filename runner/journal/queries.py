@@ -158,8 +158,11 @@ class Reads(Store):
         with self.connect() as conn:
             found = [dict(r) for r in conn.execute(q).mappings()]
             earlier: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            ids = sorted({m["run_id"] for m in found})
             rows = conn.execute(
-                sa.select(h).where(h.c.phone == phone).order_by(h.c.id)
+                sa.select(h)
+                .where(h.c.run_id.in_(ids), h.c.phone == phone)
+                .order_by(h.c.id)
             ).mappings()
             for r in rows:
                 earlier.setdefault((r["run_id"], r["step_id"]), []).append(dict(r))
@@ -168,7 +171,7 @@ class Reads(Store):
         return found
 
     def runs_by_id(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Runs by id, each with its steps' kinds and order (``step_kinds``)."""
+        """Runs by id, each with ``steps``: step id -> (kind, position)."""
         if not ids:
             return {}
         with self.connect() as conn:

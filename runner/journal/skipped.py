@@ -39,12 +39,11 @@ class SkippedRecords(Store):
         self, phone: str | None, given: str, campaign: str | None = None
     ) -> list[dict[str, Any]]:
         """Every left-out row of a number (of ``campaign``'s runs): by its E.164
-        form, or as it was written (an invalid row has no E.164 form)."""
+        form (indexed) or, when it has none, as it was written (an invalid row)."""
         t = skipped_rows
-        match = t.c.given == given
-        if phone is not None:
-            match = sa.or_(t.c.phone == phone, match)
-        q = sa.select(t).where(match)
+        q = sa.select(t).where(
+            t.c.phone == phone if phone is not None else t.c.given == given
+        )
         if campaign is not None:
             q = q.where(
                 t.c.run_id.in_(sa.select(runs.c.id).where(runs.c.campaign == campaign))
