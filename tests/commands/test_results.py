@@ -274,6 +274,13 @@ def test_history_counts_what_is_pending_and_json_embeds_objects(
     assert out.split()[: len(HISTORY)] == HISTORY
     shown = show_json(capsys, state, "last")
     assert isinstance(shown["run"]["options"], dict)
+    # and why Ana has not had the second one yet: the cap, newest first
+    trail = why(capsys, state, SENT)["outcomes"]
+    assert [(o["run"], o["status"]) for o in trail] == [
+        (run["id"], "deferred"),
+        (first["id"], "sent"),
+    ]
+    assert trail[0]["reason"].startswith("deferred: ") and "1/24h" in trail[0]["reason"]
     code, out, _ = run_cli(capsys, "status", "--format", "json", "--state", str(state))
     assert code == 0
     status = json.loads(out)
