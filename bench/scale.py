@@ -15,8 +15,8 @@ Figures: peak PSS of the process tree (preview and run), time from ``run``
 starting to its first message at the provider, planning recipients/s (until the
 step's plan is committed), journal bytes per message (the database and its WAL
 over the message rows), and the time ``history``, ``status``, ``show RUN`` take
-(the command's own time: the interpreter's start-up, measured in the same run,
-taken off) and one ``/metrics`` scrape's journal reads.
+(the command's own time: its ``--help``, measured in the same run, taken off:
+the interpreter's start and the imports) and one ``/metrics`` scrape's journal reads.
 """
 
 from __future__ import annotations
@@ -167,25 +167,29 @@ def run_case(folder: Path, n: int, send_seconds: float) -> dict[str, float]:
 
 def command_ms(*args: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "runner", *args],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         check=False,
     )
-    return (time.perf_counter() - t0) * 1000
+    took = (time.perf_counter() - t0) * 1000
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)}: exit {done.returncode}: {done.stderr}")
+    return took
 
 
 def reads(state: Path, run_id: str) -> dict[str, float]:
-    """Each read's own time: the command's, less an interpreter start with the
-    same imports (``--version`` imports the CLI), best of three."""
-    base = min(command_ms("--version") for _ in range(3))
+    """Each read's own time: the command's, less the same command's ``--help``
+    (the interpreter's start and the same imports), best of three each."""
     out = {}
     for name, args in (
         ("history", ("history", "--state", str(state))),
         ("status", ("status", "--state", str(state))),
         ("show", ("show", run_id, "--state", str(state))),
     ):
+        base = min(command_ms(name, "--help") for _ in range(3))
         out[name] = max(0.0, min(command_ms(*args) for _ in range(3)) - base)
     sys.path.insert(0, str(ROOT))
     from runner.journal.journal import Journal

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from runner.journal.tallies import create_tallies
+
 Migration = Callable[[Connection], None]
 
 
@@ -247,6 +249,17 @@ def _skipped_rows(conn: Connection) -> None:
     skipped.create(conn)
 
 
+def _tallies(conn: Connection) -> None:
+    """Message counts the database keeps as messages change (runner.journal.tallies),
+    and an index of the messages that did not go as planned, for their causes."""
+    create_tallies(conn)
+    conn.exec_driver_sql(
+        "CREATE INDEX ix_messages_outcomes ON messages (run_id, step_id, status) "
+        "WHERE status IN "
+        "('failed', 'unknown', 'deferred', 'cancelled', 'suppressed', 'capped')"
+    )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_modes_order_history", _modes_order_history),
@@ -256,4 +269,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0006_skipped_rows", _skipped_rows),
     ("0007_pins", _pins),
     ("0008_callbacks", _callbacks),
+    ("0009_tallies", _tallies),
 ]

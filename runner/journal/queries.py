@@ -11,7 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from runner.journal.store import Store
-from runner.journal.tables import message_history, messages, runs, steps
+from runner.journal.tables import (
+    OUTCOME_STATUSES,
+    message_history,
+    message_tallies,
+    messages,
+    runs,
+    steps,
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class Reads(Store):
     ) -> list[Cause]:
         """Why a step's messages with ``status`` ended so, the commonest first."""
         m = messages
-        where = (m.c.run_id == run_id, m.c.step_id == step_id, m.c.status == status)
+        where = (m.c.run_id == run_id, m.c.step_id == step_id, *_status_is(status))
         with self.connect() as conn:
             groups = conn.execute(
                 sa.select(
@@ -67,7 +74,7 @@ class Reads(Store):
         q = sa.select(sa.func.count()).where(
             m.c.run_id == run_id,
             m.c.step_id == step_id,
-            m.c.status == "failed",
+            *_status_is("failed"),
             m.c.error_kind == kind,
         )
         with self.connect() as conn:
@@ -88,12 +95,13 @@ class Reads(Store):
     def message_counts(
         self, run_id: str, step_id: str | None = None, *, conn: Connection | None = None
     ) -> dict[str, int]:
-        q = sa.select(messages.c.status, sa.func.count()).where(
-            messages.c.run_id == run_id
-        )
+        """A run's (or one step's) messages by status, from the counts the
+        database keeps (runner.journal.tallies): no COUNT over the messages."""
+        t = message_tallies
+        q = sa.select(t.c.status, sa.func.sum(t.c.n)).where(t.c.run_id == run_id)
         if step_id is not None:
-            q = q.where(messages.c.step_id == step_id)
-        q = q.group_by(messages.c.status)
+            q = q.where(t.c.step_id == step_id)
+        q = q.group_by(t.c.status).having(sa.func.sum(t.c.n) != 0)
         if conn is None:
             with self.connect() as c:
                 return {s: int(n) for s, n in c.execute(q)}
@@ -190,24 +198,23 @@ class Reads(Store):
         return found
 
     def metric_figures(self) -> MetricFigures:
-        extra = sa.func.sum(
-            sa.case((messages.c.attempts > 1, messages.c.attempts - 1), else_=0)
-        )
+        t = message_tallies
         with self.connect() as conn:
             mode = sa.func.coalesce(runs.c.mode, "real")
-            key = (runs.c.campaign, messages.c.provider)
+            key = (runs.c.campaign, t.c.provider)
             by_status = conn.execute(
-                sa.select(*key, messages.c.status, mode, sa.func.count())
-                .join(runs, runs.c.id == messages.c.run_id)
-                .group_by(*key, messages.c.status, mode)
-                .order_by(*key, messages.c.status, mode)
+                sa.select(*key, t.c.status, mode, sa.func.sum(t.c.n))
+                .join(runs, runs.c.id == t.c.run_id)
+                .group_by(*key, t.c.status, mode)
+                .having(sa.func.sum(t.c.n) != 0)
+                .order_by(*key, t.c.status, mode)
             )
             counts = {(c, p, s, m): int(n) for c, p, s, m, n in by_status}
             retries = {
                 (c, p): int(n or 0)
                 for c, p, n in conn.execute(
-                    sa.select(*key, extra)
-                    .join(runs, runs.c.id == messages.c.run_id)
+                    sa.select(*key, sa.func.sum(t.c.retries))
+                    .join(runs, runs.c.id == t.c.run_id)
                     .group_by(*key)
                     .order_by(*key)
                 )
@@ -223,3 +230,19 @@ class Reads(Store):
                 )
             ]
         return MetricFigures(counts, retries, spans)
+
+
+def _status_is(status: str) -> tuple[Any, ...]:
+    """``status = X``, and for an outcome status the partial index's own
+    condition too, so that the database reads that index (SQLite uses a partial
+    index only for a query that states its WHERE)."""
+    cond: tuple[Any, ...] = (messages.c.status == status,)
+    if status in OUTCOME_STATUSES:
+        cond += (_OUTCOMES,)
+    return cond
+
+
+# as literals: a bound parameter list does not match the index's condition
+_OUTCOMES = sa.text(
+    "messages.status IN (" + ", ".join(f"'{s}'" for s in OUTCOME_STATUSES) + ")"
+)

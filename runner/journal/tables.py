@@ -210,6 +210,7 @@ NOT_SENT_BY_CHOICE = ("cancelled", "suppressed", "capped")
 # every status a message row can have; those still to settle
 MESSAGE_STATUSES = (
     "queued",
+    "reserved",  # claimed by a PIN step's send, not called yet
     "pending",
     "deferred",
     "sent",
@@ -218,6 +219,30 @@ MESSAGE_STATUSES = (
     *NOT_SENT_BY_CHOICE,
 )
 UNSETTLED = ("queued", "pending", "deferred")
+# what did not go as planned, read by cause (show, a step's verdict): indexed
+# apart, so reading them at ten million messages does not read the sent ones
+OUTCOME_STATUSES = ("failed", "unknown", "deferred", *NOT_SENT_BY_CHOICE)
+sa.Index(
+    "ix_messages_outcomes",
+    messages.c.run_id,
+    messages.c.step_id,
+    messages.c.status,
+    sqlite_where=messages.c.status.in_(OUTCOME_STATUSES),
+    postgresql_where=messages.c.status.in_(OUTCOME_STATUSES),
+)
+
+# Message counts by run, step, provider and status, kept by triggers as
+# messages change (runner.journal.tallies)
+message_tallies = sa.Table(
+    "message_tallies",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("step_id", sa.String, primary_key=True),
+    sa.Column("provider", sa.String, primary_key=True),
+    sa.Column("status", sa.String, primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("retries", sa.BigInteger, nullable=False),  # attempts beyond the first
+)
 
 sa.Index("ix_messages_phone", messages.c.phone, messages.c.sent_at)
 

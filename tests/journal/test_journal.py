@@ -112,6 +112,76 @@ def test_reserved_claims_tell_the_calls_under_way_from_those_never_made(
     j.close()
 
 
+def test_the_kept_counts_follow_every_change_of_a_message(where: Where) -> None:
+    """The triggers' counts equal a COUNT over the messages after plans, claims,
+    outcomes, retries, a failover, a cancel, a suppression and a delete."""
+    from runner.journal.suppressions import Suppression
+    from runner.journal.tables import message_tallies, messages
+
+    j = Journal(where)
+    try:
+        run = j.start_run("c", "c.yaml", {})
+        w = j.writer
+        w.plan(planned(run, "s", 40))
+        w.plan(planned(run, "t", 5))
+        rows = w.claim(run, "s", "main", "me#1", 0, 10)
+        for i, r in enumerate(rows):
+            status = ("sent", "failed", "unknown")[i % 3]
+            w.record_outcome(Outcome(run, "s", r[1], status, "backup", 1 + i % 4))
+        w.flush()
+        w.claim(run, "s", "main", "me#1", 10, 5, status="reserved")
+        j.cancel(run, "s", None, "cancelled by a test")
+        j.suppress([Suppression("+34600000001", "real", "all", "stop", "t", "")])
+        j.apply_suppressions(run, "t", "real", transactional=False)
+        with j.connect() as conn:
+            conn.execute(
+                messages.delete().where(messages.c.step_id == "t", messages.c.seq == 5)
+            )
+        for step in ("s", "t", None):
+            q = sa.select(messages.c.status, sa.func.count()).where(
+                messages.c.run_id == run
+            )
+            if step:
+                q = q.where(messages.c.step_id == step)
+            with j.connect() as conn:
+                counted = dict(conn.execute(q.group_by(messages.c.status)).all())
+            assert j.message_counts(run, step) == counted
+        with j.connect() as conn:
+            kept = {
+                (p, s): (n, r)
+                for p, s, n, r in conn.execute(
+                    sa.select(
+                        message_tallies.c.provider,
+                        message_tallies.c.status,
+                        sa.func.sum(message_tallies.c.n),
+                        sa.func.sum(message_tallies.c.retries),
+                    )
+                    .group_by(message_tallies.c.provider, message_tallies.c.status)
+                    .having(sa.func.sum(message_tallies.c.n) != 0)
+                )
+            }
+            direct = {
+                (p, s): (n, r or 0)
+                for p, s, n, r in conn.execute(
+                    sa.select(
+                        messages.c.provider,
+                        messages.c.status,
+                        sa.func.count(),
+                        sa.func.sum(
+                            sa.case(
+                                (messages.c.attempts > 1, messages.c.attempts - 1),
+                                else_=0,
+                            )
+                        ),
+                    ).group_by(messages.c.provider, messages.c.status)
+                )
+            }
+        assert kept == direct
+        assert kept[("backup", "sent")] == (4, 6)  # attempts 1, 4, 3, 2: 0+3+2+1
+    finally:
+        j.close()
+
+
 def test_outcomes_are_committed_in_batches_and_on_flush(where: Where) -> None:
     j = Journal(where)
     run = j.start_run("c", "c.yaml", {})
