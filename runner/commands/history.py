@@ -12,7 +12,17 @@ from runner.journal.tables import UNSETTLED
 
 # the message counts each run shows, in this order; ``pending`` is every message
 # not yet settled (queued, pending, deferred), ``unknown`` apart
-COUNTED = ("sent", "failed", "unknown", "pending", "cancelled", "suppressed", "capped")
+# ``fired``: a fire step's injected messages, apart from the texts ``sent``
+COUNTED = (
+    "sent",
+    "fired",
+    "failed",
+    "unknown",
+    "pending",
+    "cancelled",
+    "suppressed",
+    "capped",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +50,8 @@ def history(
         c = r.pop("counts")
         shown = {k: c.get(k, 0) for k in COUNTED}
         shown["pending"] = sum(c.get(k, 0) for k in UNSETTLED)
+        fired = int(r.pop("fired", 0))
+        shown["fired"], shown["sent"] = fired, shown["sent"] - fired
         rows.append(
             {
                 **run_record(r),

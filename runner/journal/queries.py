@@ -90,7 +90,21 @@ class Reads(Store):
             rows = [dict(r) for r in conn.execute(q).mappings()]
             for r in rows:
                 r["counts"] = self.message_counts(r["id"], conn=conn)
+                r["fired"] = self._fired(r["id"], conn)
         return rows
+
+    def _fired(self, run_id: str, conn: Connection) -> int:
+        """How many of a run's ``sent`` messages are fire steps' injected MOs."""
+        t = message_tallies
+        q = (
+            sa.select(sa.func.coalesce(sa.func.sum(t.c.n), 0))
+            .join(
+                steps,
+                sa.and_(steps.c.run_id == t.c.run_id, steps.c.step_id == t.c.step_id),
+            )
+            .where(t.c.run_id == run_id, t.c.status == "sent", steps.c.kind == "fire")
+        )
+        return int(conn.scalar(q) or 0)
 
     def message_counts(
         self, run_id: str, step_id: str | None = None, *, conn: Connection | None = None

@@ -218,7 +218,7 @@ MESSAGE_STATUSES = (
     "unknown",
     *NOT_SENT_BY_CHOICE,
 )
-UNSETTLED = ("queued", "pending", "deferred")
+UNSETTLED = ("queued", "reserved", "pending", "deferred")
 # what did not go as planned, read by cause (show, a step's verdict): indexed
 # apart, so reading them at ten million messages does not read the sent ones
 OUTCOME_STATUSES = ("failed", "unknown", "deferred", *NOT_SENT_BY_CHOICE)

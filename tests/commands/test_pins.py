@@ -3,6 +3,7 @@ sandbox in its own process: one PIN per person, never shown, verified by hash.""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -219,3 +220,7 @@ def test_a_fire_step_with_a_descriptor_posts_it_and_its_report_sees_the_mos(
     assert "repliers=3, replies=3" in r.stdout
     _, rows = journal_rows(state)
     assert {m["text"] for m in rows if m["step_id"] == "join"} == {"ALTA AVILA"}
+    # history counts the fired messages apart from the texts sent
+    h = cli("history", "--state", str(state), "--format", "json")
+    [run] = json.loads(h.stdout)
+    assert (run["sent"], run["fired"], run["counts"]["sent"]) == (3, 3, 6)
