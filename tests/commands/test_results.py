@@ -289,7 +289,7 @@ def test_history_counts_what_is_pending_and_json_embeds_objects(
 
 
 HISTORY = ["id", "campaign", "occurrence", "mode", "status", "started_at"]
-HISTORY += ["finished_at", "sent", "failed", "unknown", "pending", "cancelled"]
+HISTORY += ["finished_at", "sent", "fired", "failed", "unknown", "pending", "cancelled"]
 
 
 def _counts(state: Path) -> dict[str, int]:
