@@ -16,8 +16,8 @@ from typing import TextIO
 from runner.audience.phones import InvalidPhone, PhoneNormalizer, mask_phone
 from runner.commands.args import add_state
 from runner.commands.output import open_journal
+from runner.commands.show import find_run
 from runner.errors import UsageError
-from runner.journal.journal import Journal
 from runner.model.campaign import PIN_KEY_VAR
 from runner.model.secrets import pin_matches, stand_in
 from runner.model.timeparse import parse_duration
@@ -34,7 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "them: yes (exit 0) or no (exit 1). The key of the hashes comes from the "
         "environment variable the step's pin.key names.",
     )
-    v.add_argument("run", metavar="RUN_ID|NAME", help="a run id, or a campaign name")
+    v.add_argument(
+        "run",
+        metavar="RUN_ID|NAME",
+        help="a run id, last, or a campaign name (its latest run, test sends aside)",
+    )
     v.add_argument("phone", metavar="PHONE", help="the number the PIN was sent to")
     v.add_argument(
         "pin", metavar="PIN", help="what was typed; - reads it from standard input"
@@ -67,7 +71,7 @@ def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     shown = phone if args.show_phones else mask_phone(phone)
     journal = open_journal(args.state)
     try:
-        run = _run(journal, args.run)
+        run = find_run(journal, args.run, tests=False)
         run_id = str(run["id"])
         sent = journal.pins_sent(run_id, phone)
         if not sent:
@@ -96,14 +100,3 @@ def main(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return 0
     finally:
         journal.close()
-
-
-def _run(journal: Journal, ref: str) -> dict[str, object]:
-    """A run by id, or a campaign's latest run (test sends aside)."""
-    run = journal.get_run(ref)
-    if run is not None:
-        return dict(run)
-    for r in journal.list_runs(ref, limit=20):
-        if r.get("mode") != "test":
-            return dict(r)
-    raise UsageError(f"no run or campaign {ref!r} in {journal.where}")

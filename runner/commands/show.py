@@ -136,11 +136,12 @@ RECIPIENT_CSV = [
 ]
 
 
-def find_run(journal: Journal, wanted: str) -> dict[str, Any]:
-    """A run by id, ``last``, or a campaign's name (its latest run)."""
+def find_run(journal: Journal, wanted: str, *, tests: bool = True) -> dict[str, Any]:
+    """A run by id, ``last``, or a campaign's name (its latest run; a test send
+    counts unless ``tests`` is False)."""
     run = journal.get_run(wanted)
     if run is None:
-        run = journal.latest_run(None if wanted == "last" else wanted)
+        run = journal.latest_run(None if wanted == "last" else wanted, tests=tests)
     if run is None:
         what = "no run yet" if wanted == "last" else f"no run or campaign {wanted!r}"
         raise UsageError(f"{what} in {journal.where} (see 'campaign-runner history')")

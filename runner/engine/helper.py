@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from runner.engine.calls import call_for
 from runner.engine.dispatch import Dispatcher
-from runner.engine.holds import ClaimGuard, run_cap
+from runner.engine.holds import helper_guard
 from runner.engine.ratelimit import RateLimiter
 from runner.engine.rounds import default_sender
 from runner.engine.scheduler import in_window
@@ -81,20 +81,7 @@ def help_send(
         return window is None or in_window(window, datetime.now(UTC), campaign.timezone)
 
     rate = provider.config.rate or type(provider).default_rate
-    cap = run_cap(journal, campaign, job.run_id)
-    run = journal.get_run(job.run_id) or {}
-    guard = (
-        ClaimGuard(
-            journal,
-            job.run_id,
-            job.step_id,
-            str(run.get("mode") or "real"),
-            cap,
-            lambda: datetime.now(UTC),
-        )
-        if cap is not None
-        else None
-    )
+    guard = helper_guard(journal, campaign, job.run_id, job.step_id)
     tally = Tally()
     log.emit("step.helping", job.run_id, job.step_id, provider=job.provider)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from runner.engine.context import RunContext
@@ -54,16 +54,6 @@ def cap_for(
     return FrequencyCap(count, window, defer=on_cap == "defer")
 
 
-def run_cap(journal: Journal, campaign: Campaign, run_id: str) -> FrequencyCap | None:
-    """The cap of a run another process drives, from its stored options."""
-    run: Mapping[str, object] = journal.get_run(run_id) or {}
-    try:
-        options = json.loads(str(run.get("options") or "{}"))
-    except ValueError:
-        options = {}
-    return cap_for(campaign, options.get("per_recipient"), options.get("on_cap", "skip"))
-
-
 @dataclass(frozen=True)
 class ClaimGuard:
     """The frequency cap again, on each claimed batch right before its calls:
@@ -96,6 +86,23 @@ def claim_guard(ctx: RunContext, step: Step) -> ClaimGuard | None:
     if cap is None:
         return None
     return ClaimGuard(ctx.journal, ctx.run_id, step.id, run_mode(ctx), cap, ctx.clock)
+
+
+def helper_guard(
+    journal: Journal, campaign: Campaign, run_id: str, step_id: str
+) -> ClaimGuard | None:
+    """The claim guard of a run another process drives: its cap from the run's
+    stored options (a daemon's default cap included)."""
+    run: Mapping[str, object] = journal.get_run(run_id) or {}
+    try:
+        options = json.loads(str(run.get("options") or "{}"))
+    except ValueError:
+        options = {}
+    cap = cap_for(campaign, options.get("per_recipient"), options.get("on_cap", "skip"))
+    if cap is None:
+        return None
+    mode = str(run.get("mode") or "real")
+    return ClaimGuard(journal, run_id, step_id, mode, cap, lambda: datetime.now(UTC))
 
 
 def hold_back(ctx: RunContext, step: Step) -> Held:

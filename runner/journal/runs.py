@@ -149,11 +149,16 @@ class RunRecords(Store):
             )
         return dict(row) if row else None
 
-    def latest_run(self, campaign: str | None = None) -> Mapping[str, Any] | None:
-        """The run started last (of ``campaign``), whatever its mode."""
+    def latest_run(
+        self, campaign: str | None = None, *, tests: bool = True
+    ) -> Mapping[str, Any] | None:
+        """The run started last (of ``campaign``), whatever its mode (test sends
+        aside unless ``tests``)."""
         q = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc())
         if campaign is not None:
             q = q.where(runs.c.campaign == campaign)
+        if not tests:
+            q = q.where(runs.c.mode != "test")
         with self.connect() as conn:
             row = conn.execute(q.limit(1)).mappings().first()
         return dict(row) if row else None

@@ -35,9 +35,7 @@ def send(ctx: RunContext, step: Step) -> StepResult:
     """A send step (or a fire step: the same journal, another call)."""
     action = step.action
     assert isinstance(action, SendAction)
-    if action.pin is None:
-        return _send(ctx, step, action, None)
-    if ctx.options.dry_run:
+    if action.pin is None or ctx.options.dry_run:
         return _send(ctx, step, action, None)
     try:
         run = ctx.journal.get_run(ctx.run_id) or {}
