@@ -15,6 +15,7 @@ from runner.engine.holds import (
     learn_refusals,
     next_release,
     next_zone_opening,
+    run_mode,
 )
 from runner.engine.pins import PinKeeper, pin_key
 from runner.engine.plan import LeftOutRows, follow_renderings, plan, renderings
@@ -38,8 +39,7 @@ def send(ctx: RunContext, step: Step) -> StepResult:
     if action.pin is None or ctx.options.dry_run:
         return _send(ctx, step, action, None)
     try:
-        run = ctx.journal.get_run(ctx.run_id) or {}
-        key = pin_key(action.pin, os.environ, sandbox=run.get("mode") == "sandbox")
+        key = pin_key(action.pin, os.environ, sandbox=run_mode(ctx) == "sandbox")
         export = ctx.options.export_pins
         pins = PinKeeper(key, Path(export) if export else None)
     except StepFailed as e:
