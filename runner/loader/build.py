@@ -21,8 +21,10 @@ def build(c: Checker) -> Campaign | None:
     provider_configs = sections.providers(c, d.get("providers"))
     recipients = sections.recipients(c, jinja, d.get("recipients"))
     templates = sections.templates(c, jinja, d.get("templates"))
-    sections.template_names(c, jinja, d.get("templates"), recipients, d.get("vars"))
-    templates |= sections.fire_texts(c, jinja, d.get("steps"), recipients, d.get("vars"))
+    # the CSV header read once, for the file's templates and fire steps' texts
+    known = sections.recipient_fields(recipients) if recipients is not None else None
+    sections.template_names(c, jinja, d.get("templates"), known, d.get("vars"))
+    templates |= sections.fire_texts(c, jinja, d.get("steps"), known, d.get("vars"))
     steps = StepChecker(c, jinja, provider_configs, templates).steps(d.get("steps"))
     schedule = c.schedule(d.get("schedule"))
     sandbox = c.sandbox(d.get("sandbox"), region)

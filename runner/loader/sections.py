@@ -283,15 +283,15 @@ def fire_texts(
     c: Checker,
     jinja: JinjaChecker,
     steps: Any,
-    source: RecipientSource | None,
+    known: Known | None,
     vars_: Any,
 ) -> dict[str, Template]:
     """The ``text`` of each fire step as a template of its own (``fire:ID``),
-    checked like the file's templates."""
+    checked like the file's templates against ``known`` (recipient_fields)."""
     out: dict[str, Template] = {}
     if not isinstance(steps, list):
         return out
-    fields, where = recipient_fields(source) if source is not None else (None, "")
+    fields, where = known if known is not None else (None, "")
     known_vars = vars_ if isinstance(vars_, dict) else {}
     for i, item in enumerate(steps):
         spec = item.get("fire") if isinstance(item, dict) else None
@@ -310,15 +310,16 @@ def template_names(
     c: Checker,
     jinja: JinjaChecker,
     value: Any,
-    source: RecipientSource | None,
+    known: Known | None,
     vars_: Any,
 ) -> None:
-    """Every template's names against what the recipients and ``vars`` have: the
-    CSV header is read (not the file), inline rows' keys are known; JSON Lines
-    rows may differ, so their fields are not checked."""
-    if not isinstance(value, dict) or source is None:
+    """Every template's names against what the recipients and ``vars`` have
+    (``known``, from recipient_fields: the CSV header is read, not the file;
+    inline rows' keys are known; JSON Lines rows may differ, so their fields are
+    not checked)."""
+    if not isinstance(value, dict) or known is None:
         return
-    fields, where = recipient_fields(source)
+    fields, where = known
     known_vars = vars_ if isinstance(vars_, dict) else {}
     for name, spec in value.items():
         path: FieldPath = ("templates", name)
@@ -335,7 +336,11 @@ def template_names(
                     jinja.names((*path, "variants", key), text, fields, where, known_vars)
 
 
-def recipient_fields(source: RecipientSource) -> tuple[set[str] | None, str]:
+# the fields every recipient may have (None: unknown), and where they come from
+Known = tuple[set[str] | None, str]
+
+
+def recipient_fields(source: RecipientSource) -> Known:
     """The fields every recipient may have, and where they come from in words."""
     if source.inline is not None:
         return {str(k) for row in source.inline for k in row}, "the inline recipients"
