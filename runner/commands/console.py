@@ -134,12 +134,16 @@ class Console:
     def _progress(self, f: dict[str, object]) -> None:
         total = int(str(f.get("total", 0)))
         done = int(str(f.get("done", 0)))
-        pct = f"{100 * done / total:5.1f}%" if total else ""
         rate = float(str(f.get("rate", 0)))
+        if f.get("planning"):  # the total grows until the last one is planned
+            of, pct, left = f"{total}+", "(planning)", "eta ?"
+        else:
+            of, pct = str(total), f"{100 * done / total:5.1f}%" if total else ""
+            left = eta(done, total, rate)
         line = (
-            f"[{f.get('step', '')}] {done}/{total} {pct} sent {f.get('sent', 0)} "
+            f"[{f.get('step', '')}] {done}/{of} {pct} sent {f.get('sent', 0)} "
             f"failed {f.get('failed', 0)} unknown {f.get('unknown', 0)} "
-            f"retries {f.get('retries', 0)} ({rate:.0f} msg/s, {eta(done, total, rate)})"
+            f"retries {f.get('retries', 0)} ({rate:.0f} msg/s, {left})"
         )
         if self.tty:
             self.err.write("\r" + line + "\x1b[K")

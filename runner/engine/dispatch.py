@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from runner.audience.encoding import needs_ucs2
 from runner.engine.backoff import Breaker, backoff
@@ -31,6 +31,13 @@ from runner.journal.store import now_iso
 from runner.journal.writer import Outcome
 from runner.model.campaign import RetryPolicy
 from runner.providers.base import CallError, ErrorKind, OutboundMessage, Provider
+
+WAIT_FOR_PLAN = 0.05  # seconds: nothing to claim yet, the plan is still going on
+
+
+class Claim(NamedTuple):
+    rows: Callable[[], list[tuple[Any, ...]]]  # waits for the claim's commit
+    over: bool  # the plan was over before it: no rows means nothing left
 
 
 @dataclass
@@ -65,6 +72,7 @@ class Dispatcher:
         pins: PinKeeper | None = None,
         one_by_one: bool = False,
         guard: ClaimGuard | None = None,
+        planned: threading.Event | None = None,
     ) -> None:
         self.journal = journal
         self.log = log
@@ -88,6 +96,9 @@ class Dispatcher:
         # (a PIN step: a second PIN would void the first)
         self.one_by_one = one_by_one
         self.guard = guard  # the frequency cap, checked again on each claim
+        # set once the plan is over, when it goes on while this sends (``Ahead``):
+        # until then, nothing left to claim means "not yet", not "done"
+        self.planned = planned
         self.breaker = Breaker()
         self.down: CallError | None = None
         self._halt = threading.Event()  # provider down, stop, or window closed
@@ -100,16 +111,20 @@ class Dispatcher:
 
         status = "reserved" if self.one_by_one else "pending"
 
-        def claim(after: int, n: int) -> Callable[[], list[tuple[Any, ...]]]:
-            return writer.claim_ahead(
+        def claim(after: int, n: int) -> Claim:
+            # whether the plan was over before this claim went to the writer,
+            # which commits in order: then an empty claim means the end
+            over = self.planned is None or self.planned.is_set()
+            rows = writer.claim_ahead(
                 self.run_id, self.step_id, self.name, self.claimer, after, n, status
             )
+            return Claim(rows, over)
 
         # The first call goes alone: refused credentials then cost one call, not
         # one per worker, and the step stops after that first answer. (A
         # helper joining a step another process started skips it.)
         if self.probe and not self._halted():
-            first = claim(0, 1)()
+            first = claim(0, 1).rows()
             if first:
                 last_seq = first[0][0]
                 first = self._guarded(first)
@@ -127,7 +142,7 @@ class Dispatcher:
         ]
         for t in threads:
             t.start()
-        ahead: Callable[[], list[tuple[Any, ...]]] | None = None
+        ahead: Claim | None = None
         try:
             while not self._halted():
                 # claim what can be called now: a claim is a promise to call soon
@@ -135,10 +150,14 @@ class Dispatcher:
                 if n == 0:  # no part of the concurrency yet (a newcomer)
                     self.stop.wait(0.2)
                     continue
-                rows = ahead() if ahead is not None else claim(last_seq, n)()
+                got = ahead if ahead is not None else claim(last_seq, n)
                 ahead = None
+                rows = got.rows()
                 if not rows:
-                    break
+                    if got.over:
+                        break
+                    self.planned.wait(WAIT_FOR_PLAN)  # type: ignore[union-attr]
+                    continue
                 last_seq = rows[-1][0]
                 # the next batch is claimed while this one is called
                 ahead = claim(last_seq, n)
@@ -156,7 +175,7 @@ class Dispatcher:
                     break
         finally:
             if ahead is not None:  # claimed ahead, never called: back to queued
-                for r in ahead():
+                for r in ahead.rows():
                     self._record(r[1], "queued", 0, None, None)
             for _ in threads:
                 work.put(None)

@@ -18,8 +18,10 @@ from runner.audience.recipient import Recipient, RecipientStats, Skipped
 from runner.audience.recipients import iter_recipients
 from runner.audience.templates import Renderer
 from runner.audience.zones import ZoneFinder
+from runner.engine.ahead import Ahead
 from runner.errors import TemplateError
 from runner.journal.journal import Journal
+from runner.journal.suppressions import BatchHold
 from runner.journal.writer import LeftOut, Planned
 from runner.model.campaign import PREVIOUS_FIELDS, Campaign, FollowUp
 
@@ -41,6 +43,7 @@ class Rendering(NamedTuple):
 
 @dataclass(frozen=True)
 class PlanResult:
+    complete: bool = True  # False: stopped before the last recipient (``Ahead``)
     added: int = 0
     rerendered: int = 0
     dropped: int = 0  # queued messages of recipients no longer in the list
@@ -155,10 +158,15 @@ def plan(
     *,
     rerender: bool = False,
     left_out: LeftOutRows | None = None,
+    ahead: Ahead | None = None,
 ) -> PlanResult:
     """Record the messages not yet in the journal (with ``rerender``, replace the
     text of those never called too), and with ``left_out`` the rows it told of
-    meanwhile, in the same transactions; returns what changed."""
+    meanwhile, in the same transactions; returns what changed.
+
+    With ``ahead``, the step sends while this plans: each batch is held as it is
+    inserted, ``ahead`` is told of the batches committed, and a stop it is asked
+    for ends the plan early (``complete`` False)."""
     known = journal.message_states(run_id, step_id)
     seq = journal.max_seq(run_id, step_id)
     writer = journal.writer
@@ -169,6 +177,9 @@ def plan(
     added = rerendered = 0
     unrendered = Failures()
     for m in messages:
+        if ahead is not None and ahead.stopping.is_set():
+            writer.flush()
+            return PlanResult(False, added, 0, 0, unrendered)
         state = known.get(m.phone)
         if state is not None and not rerender:
             continue
@@ -183,20 +194,23 @@ def plan(
         if state is None:
             seq += 1
             new.append(_planned(run_id, step_id, provider, m, seq))
-            known[m.phone] = "queued"
+            if rerender:  # (the recipients are unique: only ``gone`` needs them)
+                known[m.phone] = "queued"
         else:
             again.append(_planned(run_id, step_id, provider, m, 0))
         if len(new) >= PLAN_BATCH:
             # inserted by the writer thread while the next batch renders
-            writer.plan(new, wait=False, left_out=take())
+            writer.plan(new, wait=False, left_out=take(), hold=_hold(ahead))
             added += len(new)
             new = []
+            if ahead is not None:
+                ahead.planned(added, unrendered, writer.flush)
         if len(again) >= PLAN_BATCH:
             writer.plan(again, wait=False, rerender=True, left_out=take())
             rerendered += len(again)
             again = []
     if new:
-        writer.plan(new, wait=False, left_out=take())
+        writer.plan(new, wait=False, left_out=take(), hold=_hold(ahead))
         added += len(new)
     if again:
         writer.plan(again, wait=False, rerender=True, left_out=take())
@@ -211,7 +225,13 @@ def plan(
         dropped = journal.cancel(
             run_id, step_id, gone, "no longer in the recipients when the run resumed"
         )
-    return PlanResult(added, rerendered, dropped, unrendered)
+    return PlanResult(True, added, rerendered, dropped, unrendered)
+
+
+def _hold(ahead: Ahead | None) -> BatchHold | None:
+    """The hold of a batch planned once the step may be sending: the sample is
+    held with the step's other rows (``hold_back``) before its first call."""
+    return ahead.hold if ahead is not None and ahead.sampled.is_set() else None
 
 
 def _planned(run_id: str, step_id: str, provider: str, m: Rendering, seq: int) -> Planned:

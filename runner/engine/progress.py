@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
+from runner.engine.ahead import Ahead
 from runner.engine.tally import Tally
 from runner.journal.eventlog import EventLog
 
@@ -20,13 +21,22 @@ class Ticker:
     """Notifies the send's counts every ``EVERY`` seconds until stopped."""
 
     def __init__(
-        self, log: EventLog, run_id: str, step_id: str, tally: Tally, total: int
+        self,
+        log: EventLog,
+        run_id: str,
+        step_id: str,
+        tally: Tally,
+        total: int,
+        ahead: Ahead | None = None,
     ) -> None:
         self.log = log
         self.run_id = run_id
         self.step_id = step_id
         self.tally = tally
         self.total = total
+        # a plan still growing: the total so far, marked ``planning``
+        self.ahead = ahead
+        self._planned_before = ahead.added if ahead is not None else 0
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -40,17 +50,23 @@ class Ticker:
         while not self._stop.wait(EVERY):
             t = self.tally
             done = t.done
+            total, planning = self.total, {}
+            ahead = self.ahead
+            if ahead is not None and not ahead.complete.is_set():
+                total += ahead.added - self._planned_before
+                planning = {"planning": True}
             self.log.notify(
                 EVENT,
                 self.run_id,
                 self.step_id,
                 done=done,
-                total=self.total,
+                total=total,
                 sent=t.sent,
                 failed=sum(t.failed.values()),
                 unknown=t.unknown,
                 retries=t.retries,
                 rate=round(done / max(time.monotonic() - self.started, 1e-6), 1),
+                **planning,
             )
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ never ends with messages left queued while its providers are up.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,15 +47,17 @@ def send_rounds(
     tally: Tally,
     keep_going: Callable[[], bool],
     pins: PinKeeper | None = None,
+    planned: threading.Event | None = None,
 ) -> RoundsResult:
-    """``pins``: a PIN step's keeper of the PINs that come back."""
+    """``pins``: a PIN step's keeper of the PINs that come back; ``planned``:
+    set once a plan that goes on while the step sends is over (``Ahead``)."""
     action = step.action
     assert isinstance(action, SendAction)
     names = providers_of(ctx, action)
     result = RoundsResult()
     for n in range(1, MAX_ROUNDS + 1):
         result.rounds = n
-        _dispatch(ctx, step, action, names, tally, keep_going, result.down, pins)
+        _dispatch(ctx, step, action, names, tally, keep_going, result.down, pins, planned)
         if ctx.stop.is_set() or not keep_going():
             break
         if len(result.down) == len(names):
@@ -106,6 +109,7 @@ def _dispatch(
     keep_going: Callable[[], bool],
     down: dict[str, CallError],
     pins: PinKeeper | None,
+    planned: threading.Event | None,
 ) -> None:
     guard = claim_guard(ctx, step)
     for name in names:
@@ -149,6 +153,7 @@ def _dispatch(
                     pins=pins,
                     one_by_one=action.pin is not None,
                     guard=guard,
+                    planned=planned,
                 ).run()
                 if share is None or outcome.provider_down or outcome.stopped:
                     break

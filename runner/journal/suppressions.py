@@ -9,11 +9,12 @@ time its step dispatches. Rehearsals (mode ``sandbox``) keep their own STOPs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from runner.journal.store import Store, now_iso
 from runner.journal.tables import messages, runs, suppressions
@@ -113,15 +114,7 @@ class SuppressionRecords(Store):
         """The step's queued rows whose number is listed become ``suppressed``;
         its suppressed rows whose number left the list are ``queued`` again.
         Returns (suppressed now, released)."""
-        listed: sa.ColumnElement[bool] = suppressions.c.mode.in_(modes_for(mode))
-        if transactional:  # a marketing-only STOP spares a PIN the person asked for
-            listed = sa.and_(listed, suppressions.c.scope == "all")
-        match = (
-            sa.select(suppressions.c.reason)
-            .where(suppressions.c.phone == messages.c.phone, listed)
-            .limit(1)
-            .scalar_subquery()
-        )
+        match = _listed(mode, transactional)
         step = (messages.c.run_id == run_id, messages.c.step_id == step_id)
         with self.connect() as conn:
             released = conn.execute(
@@ -131,16 +124,7 @@ class SuppressionRecords(Store):
                     status="queued", error_kind=None, error_code=None, error_detail=None
                 )
             ).rowcount
-            suppressed = conn.execute(
-                messages.update()
-                .where(*step, messages.c.status == "queued", match.is_not(None))
-                .values(
-                    status="suppressed",
-                    error_kind="suppressed",
-                    error_code=match,
-                    error_detail="on the suppression list",
-                )
-            ).rowcount
+            suppressed = conn.execute(_suppress(step, match)).rowcount
         return int(suppressed), int(released)
 
     def suppress_refused(
@@ -175,23 +159,8 @@ class SuppressionRecords(Store):
         of this mode, become ``capped`` (``deferred`` when the cap defers); its
         deferred rows the cap allows now are ``queued`` again. Returns (held
         now, released)."""
-        since = (now - cap.window).isoformat(timespec="milliseconds")
-        other = messages.alias("other")
-        got = (
-            sa.select(sa.func.count())
-            .select_from(other.join(runs, runs.c.id == other.c.run_id))
-            .where(
-                other.c.phone == messages.c.phone,
-                other.c.status.in_(COUNTED),
-                other.c.sent_at >= since,
-                runs.c.mode == mode,
-                sa.not_(sa.and_(other.c.run_id == run_id, other.c.step_id == step_id)),
-            )
-            .scalar_subquery()
-        )
+        got = _cap_count(run_id, step_id, mode, cap, now)
         step = (messages.c.run_id == run_id, messages.c.step_id == step_id)
-        held = "deferred" if cap.defer else "capped"
-        why = f"over the frequency cap {cap}"
         with self.connect() as conn:
             released = conn.execute(
                 messages.update()
@@ -203,11 +172,7 @@ class SuppressionRecords(Store):
                 )
                 .values(status="queued", error_kind=None, error_detail=None)
             ).rowcount
-            n = conn.execute(
-                messages.update()
-                .where(*step, messages.c.status == "queued", got >= cap.count)
-                .values(status=held, error_kind=held, error_detail=why)
-            ).rowcount
+            n = conn.execute(_cap(step, got, cap)).rowcount
         return int(n), int(released)
 
     def over_cap(
@@ -344,6 +309,99 @@ class ZoneRecords(Store):
         return int(held), int(released)
 
 
+@dataclass
+class BatchHold:
+    """What ``apply_suppressions`` and ``apply_caps`` do to a whole step, done to
+    the rows a plan inserts while the step already sends, in the transaction
+    that inserts them: no claim ever sees such a row before it is held."""
+
+    run_id: str
+    step_id: str
+    mode: str
+    transactional: bool
+    cap: Cap | None
+    clock: Callable[[], datetime]
+    suppressed: int = 0
+    capped: int = 0  # or deferred, when the cap defers
+
+    def __call__(self, conn: Connection, first_seq: int, last_seq: int) -> None:
+        rows = (
+            messages.c.run_id == self.run_id,
+            messages.c.step_id == self.step_id,
+            messages.c.seq.between(first_seq, last_seq),
+        )
+        match = _listed(self.mode, self.transactional)
+        self.suppressed += int(conn.execute(_suppress(rows, match)).rowcount)
+        if self.cap is not None:
+            got = _cap_count(self.run_id, self.step_id, self.mode, self.cap, self.clock())
+            self.capped += int(conn.execute(_cap(rows, got, self.cap)).rowcount)
+
+
+def _listed(mode: str, transactional: bool) -> sa.ScalarSelect[str]:
+    """The reason a message's number is on a list a run of ``mode`` honours."""
+    listed: sa.ColumnElement[bool] = suppressions.c.mode.in_(modes_for(mode))
+    if transactional:  # a marketing-only STOP spares a PIN the person asked for
+        listed = sa.and_(listed, suppressions.c.scope == "all")
+    return (
+        sa.select(suppressions.c.reason)
+        .where(suppressions.c.phone == messages.c.phone, listed)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _suppress(
+    rows: tuple[sa.ColumnElement[bool], ...], match: sa.ScalarSelect[str]
+) -> sa.Update:
+    """``rows`` still queued whose number is listed become ``suppressed``."""
+    return (
+        messages.update()
+        .where(*rows, messages.c.status == "queued", match.is_not(None))
+        .values(
+            status="suppressed",
+            error_kind="suppressed",
+            error_code=match,
+            error_detail="on the suppression list",
+        )
+    )
+
+
+def _cap_count(
+    run_id: str, step_id: str, mode: str, cap: Cap, now: datetime
+) -> sa.ScalarSelect[int]:
+    """A message's number's messages in the cap's window, from any other step or
+    campaign of ``mode``."""
+    since = (now - cap.window).isoformat(timespec="milliseconds")
+    other = messages.alias("other")
+    return (
+        sa.select(sa.func.count())
+        .select_from(other.join(runs, runs.c.id == other.c.run_id))
+        .where(
+            other.c.phone == messages.c.phone,
+            other.c.status.in_(COUNTED),
+            other.c.sent_at >= since,
+            runs.c.mode == mode,
+            sa.not_(sa.and_(other.c.run_id == run_id, other.c.step_id == step_id)),
+        )
+        .scalar_subquery()
+    )
+
+
+def _cap(
+    rows: tuple[sa.ColumnElement[bool], ...], got: sa.ScalarSelect[int], cap: Cap
+) -> sa.Update:
+    """``rows`` still queued whose number is at its cap become ``capped``
+    (``deferred`` when the cap defers)."""
+    held = "deferred" if cap.defer else "capped"
+    return (
+        messages.update()
+        .where(*rows, messages.c.status == "queued", got >= cap.count)
+        .values(
+            status=held, error_kind=held, error_detail=f"over the frequency cap {cap}"
+        )
+    )
+
+
 def _listed_mode(mode: str) -> str:
     """A run's automatic entries go to its own list (a test send's to the real)."""
     return "sandbox" if mode == "sandbox" else "real"
@@ -352,6 +410,7 @@ def _listed_mode(mode: str) -> str:
 __all__ = [
     "COUNTED",
     "SCOPES",
+    "BatchHold",
     "Suppression",
     "SuppressionRecords",
     "ZoneRecords",

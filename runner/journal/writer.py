@@ -20,6 +20,9 @@ from runner.audience.recipient import Skipped
 from runner.errors import JournalError
 from runner.journal.store import Store, now_iso
 
+# run in a plan's transaction over the seq range it inserted (``BatchHold``)
+Hold = Callable[[Connection, int, int], None]
+
 
 @dataclass(frozen=True)
 class Planned:
@@ -310,20 +313,24 @@ class JournalWriter:
         wait: bool = True,
         rerender: bool = False,
         left_out: Sequence[LeftOut] = (),
+        hold: Hold | None = None,
     ) -> None:
         """Insert ``queued`` rows (rendered, never called), or with ``rerender``
         replace the text of rows never called, and the rows ``left_out`` of the
         plan, in one transaction; waits for the commit unless ``wait`` is False
-        (then the next ``flush`` waits, and raises)."""
+        (then the next ``flush`` waits, and raises). ``hold`` runs in that
+        transaction over the inserted rows' seq range (a plan that streams
+        ahead of sending holds its rows before any claim can see them)."""
         kind = "rerender" if rerender else "plan"
+        payload = (rows, left_out, hold)
         if wait:
-            self._sync(kind, (rows, left_out))
+            self._sync(kind, payload)
         else:
             # at most one batch waits behind the one being inserted: rendering
             # overlaps inserting without holding a whole file's rows in memory
             self._plans_ahead.acquire()
             self._raise()
-            self._q.put((kind, (rows, left_out), None))
+            self._q.put((kind, payload, None))
 
     def claim(
         self,
@@ -432,9 +439,11 @@ class JournalWriter:
                     if pending:
                         _update_outcomes(conn, self._update_sql, self._arrays, pending)
                     if kind in ("plan", "rerender"):
-                        rows, left_out = payload
+                        rows, left_out, hold = payload
                         if rows and kind == "plan":
                             _insert_planned(conn, self._insert_sql, rows)
+                            if hold is not None:
+                                hold(conn, rows[0].seq, rows[-1].seq)
                         elif rows:
                             _rerender(conn, self._rerender_sql, rows)
                         if left_out:

@@ -431,6 +431,48 @@ def test_suppressions_and_caps_act_on_queued_rows_only(where: Where) -> None:
         j.close()
 
 
+def test_a_batch_hold_holds_the_rows_of_its_insert_in_its_transaction(
+    where: Where,
+) -> None:
+    """A plan going on while its step sends holds each batch as it inserts it:
+    listed numbers suppressed, numbers at their cap capped; rows of other
+    batches untouched (``hold_back`` holds those)."""
+    from datetime import UTC, datetime, timedelta
+
+    from runner.journal.suppressions import BatchHold, Suppression
+    from runner.model.campaign import FrequencyCap
+
+    j = Journal(where)
+    try:
+        earlier = j.start_run("a", "a.yaml", {})
+        j.writer.plan(planned(earlier, "s", 1))
+        (row,) = j.writer.claim(earlier, "s", "main", j.worker.claimer(), 0, 1)
+        at = datetime.now(UTC).isoformat()
+        j.writer.record_outcome(Outcome(earlier, "s", row[1], "sent", "main", 1, at=at))
+        j.writer.flush()
+        rows = planned(j.start_run("b", "b.yaml", {}), "s", 6)
+        listed = [rows[3].phone, rows[5].phone]
+        j.suppress([Suppression(p, "real", "all", "stop", "test", "") for p in listed])
+        cap = FrequencyCap(1, timedelta(hours=24))
+        hold = BatchHold(
+            rows[0].run_id, "s", "real", False, cap, lambda: datetime.now(UTC)
+        )
+        j.writer.plan(rows[:4], hold=hold)
+        j.writer.plan(rows[4:])  # (the sample: held by hold_back instead)
+        statuses = {m["phone"]: m["status"] for m in j.messages_for(rows[0].run_id)}
+        assert [statuses[r.phone] for r in rows] == [
+            "capped",
+            "queued",
+            "queued",
+            "suppressed",
+            "queued",
+            "queued",
+        ]
+        assert (hold.suppressed, hold.capped) == (1, 1)
+    finally:
+        j.close()
+
+
 def test_rows_left_out_are_written_with_the_plan_and_found_by_number(
     where: Where,
 ) -> None:

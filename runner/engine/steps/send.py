@@ -9,8 +9,10 @@ from zoneinfo import ZoneInfo
 
 from runner.audience.recipient import RecipientStats
 from runner.audience.zones import ZoneFinder
+from runner.engine.ahead import Ahead
 from runner.engine.context import RunContext, StepResult
 from runner.engine.holds import (
+    cap_of,
     hold_back,
     learn_refusals,
     next_release,
@@ -18,14 +20,21 @@ from runner.engine.holds import (
     run_mode,
 )
 from runner.engine.pins import PinKeeper, pin_key
-from runner.engine.plan import LeftOutRows, follow_renderings, plan, renderings
+from runner.engine.plan import (
+    LeftOutRows,
+    PlanResult,
+    follow_renderings,
+    plan,
+    renderings,
+)
 from runner.engine.progress import Ticker
 from runner.engine.reads import step_result
 from runner.engine.rounds import send_rounds
 from runner.engine.scheduler import in_window, next_window_open
-from runner.engine.steps.verdict import judge, render_verdict
+from runner.engine.steps.verdict import judge, render_verdict, sample_verdict
 from runner.engine.tally import Tally
 from runner.errors import StepFailed
+from runner.journal.suppressions import BatchHold
 from runner.model.campaign import SendAction, Step
 
 # statuses a step's progress counts as still to do when it starts
@@ -66,10 +75,32 @@ def _send(
         )
         if n:
             ctx.log.emit("step.resend_unknown", run_id, step.id, count=n)
-    detail = _plan(ctx, step, action)
-    refused = render_verdict(ctx, step, action, detail)
+    detail, ahead = _plan(ctx, step, action)
+    refused = (
+        render_verdict(ctx, step, action, detail)
+        if ahead is None
+        else sample_verdict(ctx, step, action, ahead)
+    )
     if refused is not None:
+        if ahead is not None:
+            ahead.stop()
         return refused
+    try:
+        return _send_planned(ctx, step, action, pins, detail, ahead)
+    finally:
+        if ahead is not None:  # (an error raised above: planning stops too)
+            ahead.stopping.set()
+
+
+def _send_planned(
+    ctx: RunContext,
+    step: Step,
+    action: SendAction,
+    pins: PinKeeper | None,
+    detail: dict[str, Any],
+    ahead: Ahead | None,
+) -> StepResult:
+    journal, run_id = ctx.journal, ctx.run_id
     # suppressed numbers, frequency caps and the recipients' own windows
     held = hold_back(ctx, step)
     if ctx.options.dry_run:
@@ -92,17 +123,19 @@ def _send(
         return in_window(window, ctx.clock(), tz)
 
     def keep_going() -> bool:
-        return window_open() and not ctx.halted()
+        failed = ahead is not None and ahead.failed  # the rest cannot be planned
+        return window_open() and not ctx.halted() and not failed
 
     counts = journal.message_counts(run_id, step.id)
     tally = Tally(unknown=counts.get("unknown", 0))
     progress = Ticker(
-        ctx.log, run_id, step.id, tally, sum(counts.get(s, 0) for s in TO_DO)
+        ctx.log, run_id, step.id, tally, sum(counts.get(s, 0) for s in TO_DO), ahead
     )
     control = ctx.control
+    planned = ahead.complete if ahead is not None else None
     try:
         while True:
-            rounds = send_rounds(ctx, step, tally, keep_going, pins)
+            rounds = send_rounds(ctx, step, tally, keep_going, pins, planned)
             if control is None or not control.paused() or ctx.stop.is_set():
                 break
             control.wait_while_paused(ctx.stop)  # resumed: send the rest
@@ -110,6 +143,11 @@ def _send(
                 break
     finally:
         progress.stop()
+    if ahead is not None:  # what the plan found, once over (at once if stopping)
+        if ctx.stop.is_set() or ctx.halted() or rounds.down:
+            ahead.stopping.set()
+        detail = ahead.join() or detail
+        _tell_held(ctx, step, ahead.hold)
     learn_refusals(ctx, step, action.providers)
     if control is not None and control.cancelled():
         by = control.state.by or "someone"
@@ -166,16 +204,41 @@ def _send(
     return judge(ctx, step, action, tally, rounds, detail)
 
 
-def _plan(ctx: RunContext, step: Step, action: SendAction) -> dict[str, Any]:
+def _tell_held(ctx: RunContext, step: Step, hold: BatchHold) -> None:
+    """What the batches planned while the step sent held, as ``hold_back`` tells."""
+    if not hold.suppressed and not hold.capped:
+        return
+    cap = hold.cap
+    deferred = cap is not None and cap.defer
+    ctx.log.emit(
+        "step.held",
+        ctx.run_id,
+        step.id,
+        at="plan",
+        suppressed=hold.suppressed,
+        capped=0 if deferred else hold.capped,
+        deferred=hold.capped if deferred else 0,
+        cap=str(cap) if cap is not None else None,
+    )
+
+
+def _plan(
+    ctx: RunContext, step: Step, action: SendAction
+) -> tuple[dict[str, Any], Ahead | None]:
     """Plan the step's messages, once; again for what was never called when the
-    campaign file changed under a resumed run."""
+    campaign file changed under a resumed run.
+
+    A plan longer than ``Ahead``'s sample goes on in a thread while the step
+    sends (returned, to be joined); not for a resumed run's new plan, a window
+    on the recipients' own clocks (their zones are sorted over the whole plan)
+    or a dry run, which plan everything first."""
     journal, run_id = ctx.journal, ctx.run_id
     detail: dict[str, Any] = (
         journal.step_status(run_id).get(step.id, {}).get("detail", {})
     )
     again = bool(detail.get("planned")) and ctx.rerender
     if detail.get("planned") and not again:
-        return detail
+        return detail, None
     left_out = LeftOutRows(journal, run_id, step.id)
     stats = RecipientStats(on_skip=left_out)
     ctx.recipient_stats = stats
@@ -193,17 +256,49 @@ def _plan(ctx: RunContext, step: Step, action: SendAction) -> dict[str, Any]:
         if action.follow is not None
         else renderings(ctx.campaign, action.template, stats, zones)
     )
-    result = plan(
-        journal,
+
+    def planning(ahead: Ahead | None) -> dict[str, Any] | None:
+        result = plan(
+            journal,
+            run_id,
+            step.id,
+            action.providers[0],
+            messages,
+            rerender=again,
+            left_out=left_out,
+            ahead=ahead,
+        )
+        return _planned(ctx, step, action, result, stats) if result.complete else None
+
+    if again or zones is not None or ctx.options.dry_run:
+        return planning(None) or {}, None
+    hold = BatchHold(
         run_id,
         step.id,
-        action.providers[0],
-        messages,
-        rerender=again,
-        left_out=left_out,
+        run_mode(ctx),
+        ctx.campaign.kind == "transactional",
+        cap_of(ctx),
+        ctx.clock,
     )
+    ahead = Ahead(hold)
+    ahead.start(lambda: planning(ahead))
+    ahead.sampled.wait()
+    if ahead.complete.is_set():  # all planned within the sample: as before
+        return ahead.join() or {}, None
+    return {"planned": True, "recipients": stats.as_dict()}, ahead
+
+
+def _planned(
+    ctx: RunContext,
+    step: Step,
+    action: SendAction,
+    result: PlanResult,
+    stats: RecipientStats,
+) -> dict[str, Any]:
+    """Record (and tell) what a complete plan found; the step's detail."""
+    run_id = ctx.run_id
     counts = stats.as_dict()
-    detail = {"planned": True, "recipients": counts}
+    detail: dict[str, Any] = {"planned": True, "recipients": counts}
     if action.pin is not None:
         detail["pin_key"] = action.pin.key_var
     if result.unrendered.total:
@@ -217,7 +312,7 @@ def _plan(ctx: RunContext, step: Step, action: SendAction) -> dict[str, Any]:
             to=bad.phone,
             reason=bad.reason,
         )
-    journal.finish_step(run_id, step.id, "running", detail, step.kind)
+    ctx.journal.finish_step(run_id, step.id, "running", detail, step.kind)
     ctx.log.emit(
         "step.planned",
         run_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.audience.failures import Failures
+from runner.engine.ahead import Ahead
 from runner.engine.context import RunContext, StepResult
 from runner.engine.reads import step_result
 from runner.engine.rounds import RoundsResult, refusal
@@ -40,6 +41,25 @@ def render_verdict(
         planned=True,
         recipients=detail.get("recipients", {}),
         **_kept(detail),
+    )
+
+
+def sample_verdict(
+    ctx: RunContext, step: Step, action: SendAction, ahead: Ahead
+) -> StepResult | None:
+    """``render_verdict`` on the first messages of a plan that goes on while
+    the step sends: refused, nothing is sent and the rest is not planned."""
+    failed, planned = ahead.sample_failures.total, ahead.sample_size
+    if not failed or action.max_failed.allows(failed, planned):
+        return None
+    return step_result(
+        "failed",
+        f"{failed} of the first {planned} messages cannot be rendered, more than "
+        f"max_failed {action.max_failed} allows (nothing was sent): "
+        + "; ".join(ahead.sample_failures.lines()),
+        counts=ctx.journal.message_counts(ctx.run_id, step.id),
+        planned=True,
+        unrendered=ahead.sample_failures.as_json(),
     )
 
 

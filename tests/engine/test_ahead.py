@@ -1,0 +1,186 @@
+"""A large step sends its first messages while the rest is still being planned
+(issue 18): exactly once, holds applied to what is planned meanwhile, a sample's
+render failures still stop the step before any call, later ones are recorded.
+
+The real ``run`` command in this process (so the sample and the batch can be made
+small), against a standalone sandbox."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runkit import (
+    MAILUP_ENV,
+    StandaloneSandbox,
+    copy_campaign,
+    edit,
+    events,
+    journal_rows,
+    many_recipients,
+    standalone_sandbox,
+)
+
+import runner.engine.ahead
+import runner.engine.plan
+from runner.cli import main
+
+N = 3000
+SAMPLE = 300
+
+
+@pytest.fixture(autouse=True)
+def small_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner.engine.ahead, "SAMPLE", SAMPLE)
+    monkeypatch.setattr(runner.engine.plan, "PLAN_BATCH", 100)
+    for k, v in MAILUP_ENV.items():
+        monkeypatch.setenv(k, v)
+
+
+def large(tmp: Path) -> Path:
+    campaign = copy_campaign("mailup-spring-promo.yaml", tmp)
+    many_recipients(campaign, N)
+
+    def apply(data: dict[str, Any]) -> None:
+        data["steps"] = [s for s in data["steps"] if "send" in s]
+        data["recipients"].pop("exclude", None)
+
+    edit(campaign, apply)
+    return campaign
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[tuple[Path, StandaloneSandbox]]:
+    campaign = large(tmp_path)
+    with standalone_sandbox(campaign, MAILUP_ENV) as sb:
+        sb.point(campaign)
+        yield campaign, sb
+
+
+def phones(campaign: Path) -> list[str]:
+    lines = (campaign.parent / "many.csv").read_text().splitlines()[1:]
+    return [line.split(",")[0] for line in lines]
+
+
+def received(sb: StandaloneSandbox) -> Counter[str]:
+    return Counter("+" + m["to"].lstrip("+") for ms in sb.messages().values() for m in ms)
+
+
+def run(campaign: Path, state: Path) -> int:
+    return main(["run", str(campaign), "--now", "--state", str(state)])
+
+
+def when(ts: str) -> float:
+    return datetime.fromisoformat(ts).timestamp()
+
+
+def test_the_first_messages_go_while_the_rest_is_planned_each_once(
+    sandbox: tuple[Path, StandaloneSandbox],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    campaign, sb = sandbox
+    state = tmp_path / "j.db"
+    numbers = phones(campaign)
+    stopped = [numbers[2000], numbers[2999]]  # planned after the sample
+    assert main(["suppress", "add", *stopped, "--state", str(state)]) == 0
+    assert run(campaign, state) == 0
+    assert "not sent now: 2 suppressed" in capsys.readouterr().out
+    got = received(sb)
+    assert set(got) == set(numbers) - set(stopped)
+    assert set(got.values()) == {1}
+    _, rows = journal_rows(state)
+    assert Counter(r["status"] for r in rows) == {"sent": N - 2, "suppressed": 2}
+    planned = next(
+        e for e in events(tmp_path / "events.jsonl") if e["event"] == "step.planned"
+    )
+    assert planned["accepted"] == N
+    first = min(when(r["sent_at"]) for r in rows if r["status"] == "sent")
+    assert first < when(planned["ts"]), "nothing was sent before the plan ended"
+
+
+def test_a_sample_that_cannot_render_stops_the_step_with_nothing_sent(
+    sandbox: tuple[Path, StandaloneSandbox],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    campaign, sb = sandbox
+
+    def broken(data: dict[str, Any]) -> None:
+        es = data["templates"]["promo"]["variants"]["es"]
+        data["templates"]["promo"]["variants"]["es"] = es.replace(
+            "{{ name | first_name }}", "{{ recipient.nmae }}"
+        )
+
+    edit(campaign, broken)
+    state = tmp_path / "j.db"
+    assert run(campaign, state) == 1
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "blast: FAILED" in x)
+    assert "messages cannot be rendered, more than max_failed 0 allows" in line, line
+    assert " of the first " in line and "(nothing was sent)" in line, line
+    assert sb.calls() == [] and not received(sb)
+    _, rows = journal_rows(state)
+    assert SAMPLE <= len(rows) < N  # the rest was never planned
+    assert {r["status"] for r in rows} == {"failed"}
+
+
+def test_a_message_failing_after_the_sample_is_recorded_and_never_sent(
+    sandbox: tuple[Path, StandaloneSandbox],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    campaign, sb = sandbox
+    csv = campaign.parent / "many.csv"
+    lines = csv.read_text().splitlines()
+    lines[2500] = lines[2500].replace(",es", ",en")  # the one English recipient
+
+    def broken(data: dict[str, Any]) -> None:
+        en = data["templates"]["promo"]["variants"]["en"]
+        data["templates"]["promo"]["variants"]["en"] = en.replace(
+            "{{ name | first_name }}", "{{ recipient.nmae }}"
+        )
+
+    csv.write_text("\n".join(lines) + "\n")
+    edit(campaign, broken)
+    state = tmp_path / "j.db"
+    assert run(campaign, state) == 1
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "blast:" in x)
+    assert "nmae" in line and f"sent {N - 1}" in line, line
+    english = lines[2500].split(",")[0]
+    got = received(sb)
+    assert english not in got and len(got) == N - 1 and set(got.values()) == {1}
+    _, rows = journal_rows(state)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [(r["phone"], r["error_kind"]) for r in failed] == [(english, "template")]
+
+
+def test_a_bad_row_after_the_sample_stops_the_run_and_the_fixed_file_converges(
+    sandbox: tuple[Path, StandaloneSandbox],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    campaign, sb = sandbox
+    edit(campaign, lambda d: d["recipients"].update(on_invalid="fail"))
+    csv = campaign.parent / "many.csv"
+    good = csv.read_text()
+    lines = good.splitlines()
+    lines[2400] = "not-a-number,Someone,es"
+    csv.write_text("\n".join(lines) + "\n")
+    state = tmp_path / "j.db"
+    assert run(campaign, state) == 1
+    out = capsys.readouterr()
+    err = out.out + out.err
+    assert "many.csv:2401" in err and "Traceback" not in err, err
+    before = received(sb)
+    assert before and set(before.values()) == {1}
+    assert len(before) < N - 1  # the rows after the bad one were never planned
+    csv.write_text(good.replace(lines[2400].split(",")[0], "+34699999999", 1))
+    assert run(campaign, state) == 0, capsys.readouterr()
+    got = received(sb)
+    assert set(got) == set(phones(campaign)) and set(got.values()) == {1}
