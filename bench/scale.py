@@ -4,9 +4,10 @@ read latency at a million recipients and more (issue 18).
 Prints figures beside their targets (not a test). The recipients are the ones
 bench/preview.py generates (numbers written several ways, 1% invalid, 2%
 duplicates, 2% opted out, two language variants); the provider is MailUp's
-emulator in its own process. ``run`` is stopped (SIGINT, as Ctrl-C) after
-``--send-seconds`` of sending: every recipient is planned by then, and the
-figures about sending itself are bench/throughput.py's.
+emulator in its own process. ``run`` is stopped (SIGINT, as Ctrl-C)
+``--send-seconds`` after both its first message and the end of its plan (which
+goes on while it sends): the figures about sending itself are
+bench/throughput.py's.
 
     python bench/scale.py                          # 1M
     python bench/scale.py --sizes 1000000,10000000 --send-seconds 10
@@ -93,6 +94,25 @@ def events(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
+class Follow:
+    """A growing file read as it grows (the event log, one event a message)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def saw(self, text: bytes) -> bool:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return False
+        cut = chunk.rfind(b"\n") + 1  # whole lines only
+        self.offset += cut
+        return text in chunk[:cut]
+
+
 def first_sent(state: Path) -> float | None:
     """The wall time of the run's first message outcome, from the journal."""
     import sqlite3
@@ -131,12 +151,18 @@ def run_case(folder: Path, n: int, send_seconds: float) -> dict[str, float]:
         memory = TreeMemory(proc.pid)
         first = None
         deadline = time.monotonic() + 3600
+        planned_at = None  # sending starts while the plan goes on: wait for both
+        follow = Follow(folder / "events.jsonl")
         while proc.poll() is None and time.monotonic() < deadline:
             if first is None:
                 first = first_sent(state)
-            elif time.time() - first > send_seconds:
-                proc.send_signal(signal.SIGINT)
-                break
+            if planned_at is None and follow.saw(b'"event": "step.planned"'):
+                planned_at = time.time()
+            if first is not None and planned_at is not None:
+                since = time.time() - max(first, planned_at)
+                if since > send_seconds:
+                    proc.send_signal(signal.SIGINT)
+                    break
             time.sleep(0.2)
         _, err = proc.communicate(timeout=300)
         peak = memory.stop()
@@ -158,7 +184,7 @@ def run_case(folder: Path, n: int, send_seconds: float) -> dict[str, float]:
     return {
         "run_rss_mb": peak,
         "first_s": (first or float("nan")) - started,
-        "plan_rate": float(planned["read"]) / max(plan_end - step_start, 1e-9),
+        "plan_rate": float(str(planned["read"])) / max(plan_end - step_start, 1e-9),
         "bytes_per_message": size / max(rows, 1),
         "rows": rows,
         "run_id": run_id,
