@@ -36,7 +36,7 @@ class Ticker:
         self.total = total
         # a plan still growing: the total so far, marked ``planning``
         self.ahead = ahead
-        self._planned_before = ahead.added if ahead is not None else 0
+        self._planned_before = ahead.to_send if ahead is not None else 0
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -52,9 +52,10 @@ class Ticker:
             done = t.done
             total, planning = self.total, {}
             ahead = self.ahead
-            if ahead is not None and not ahead.complete.is_set():
-                total += ahead.added - self._planned_before
-                planning = {"planning": True}
+            if ahead is not None:
+                total += ahead.to_send - self._planned_before
+                if not ahead.complete.is_set():
+                    planning = {"planning": True}
             self.log.notify(
                 EVENT,
                 self.run_id,

@@ -280,7 +280,7 @@ def _plan(
         cap_of(ctx),
         ctx.clock,
     )
-    ahead = Ahead(hold)
+    ahead = Ahead(hold, lambda: journal.message_counts(run_id, step.id).get("queued", 0))
     ahead.start(lambda: planning(ahead))
     ahead.sampled.wait()
     if ahead.complete.is_set():  # all planned within the sample: as before
