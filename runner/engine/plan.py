@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, NamedTuple
 
 from runner.audience.failures import Failures, Unrendered
@@ -167,8 +168,10 @@ def plan(
     With ``ahead``, the step sends while this plans: each batch is held as it is
     inserted, ``ahead`` is told of the batches committed, and a stop it is asked
     for ends the plan early (``complete`` False)."""
-    known = journal.message_states(run_id, step_id)
     seq = journal.max_seq(run_id, step_id)
+    known = journal.message_states(run_id, step_id) if rerender else {}
+    if seq and not rerender:  # planned in part before (stopped): the rest
+        messages = _unplanned(journal, run_id, step_id, messages)
     writer = journal.writer
     take = left_out.take if left_out is not None else list
     new: list[Planned] = []
@@ -181,8 +184,6 @@ def plan(
             writer.flush()
             return PlanResult(False, added, 0, 0, unrendered)
         state = known.get(m.phone)
-        if state is not None and not rerender:
-            continue
         if rerender:
             if m.phone in seen:
                 continue
@@ -226,6 +227,17 @@ def plan(
             run_id, step_id, gone, "no longer in the recipients when the run resumed"
         )
     return PlanResult(True, added, rerendered, dropped, unrendered)
+
+
+def _unplanned(
+    journal: Journal, run_id: str, step_id: str, messages: Iterable[Rendering]
+) -> Iterator[Rendering]:
+    """The messages whose recipient has no row in the step yet, looked up a
+    batch at a time: memory does not grow with what was planned before."""
+    it = iter(messages)
+    while chunk := list(islice(it, PLAN_BATCH)):
+        there = journal.planned_phones(run_id, step_id, [m.phone for m in chunk])
+        yield from (m for m in chunk if m.phone not in there)
 
 
 def _hold(ahead: Ahead | None) -> BatchHold | None:

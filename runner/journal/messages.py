@@ -23,6 +23,25 @@ class MessageRecords(Store):
             )
             return {str(phone): str(status) for phone, status in rows}
 
+    def planned_phones(
+        self, run_id: str, step_id: str, phones: Sequence[str]
+    ) -> set[str]:
+        """Which of ``phones`` already have a message in the step (a resumed
+        plan asks a batch at a time, not for every number the step has)."""
+        if not phones:
+            return set()
+        with self.connect() as conn:
+            return {
+                str(p)
+                for (p,) in conn.execute(
+                    sa.select(messages.c.phone).where(
+                        messages.c.run_id == run_id,
+                        messages.c.step_id == step_id,
+                        messages.c.phone.in_(list(phones)),
+                    )
+                )
+            }
+
     def queued(
         self, run_id: str, step_id: str, after_seq: int, limit: int
     ) -> list[tuple[Any, ...]]:
