@@ -7,6 +7,7 @@ small), against a standalone sandbox."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,17 +18,21 @@ import pytest
 from runkit import (
     MAILUP_ENV,
     StandaloneSandbox,
+    cli,
     copy_campaign,
     edit,
     events,
     journal_rows,
     many_recipients,
     standalone_sandbox,
+    start_cli,
 )
 
 import runner.engine.ahead
 import runner.engine.plan
 from runner.cli import main
+from runner.journal.journal import Journal
+from runner.journal.where import locate
 
 N = 3000
 SAMPLE = 300
@@ -58,7 +63,10 @@ def large(tmp: Path) -> Path:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[tuple[Path, StandaloneSandbox]]:
-    campaign = large(tmp_path)
+    yield from _sandbox(large(tmp_path))
+
+
+def _sandbox(campaign: Path) -> Iterator[tuple[Path, StandaloneSandbox]]:
     with standalone_sandbox(campaign, MAILUP_ENV) as sb:
         sb.point(campaign)
         yield campaign, sb
@@ -73,21 +81,35 @@ def received(sb: StandaloneSandbox) -> Counter[str]:
     return Counter("+" + m["to"].lstrip("+") for ms in sb.messages().values() for m in ms)
 
 
-def run(campaign: Path, state: Path) -> int:
-    return main(["run", str(campaign), "--now", "--state", str(state)])
+def run(campaign: Path, state: Path | str) -> int:
+    log = campaign.parent / "events.jsonl"
+    return main(["run", str(campaign), "--now", "--state", str(state), "--log", str(log)])
+
+
+def rows_of(state: Path | str) -> list[dict[str, Any]]:
+    j = Journal(locate(str(state)))
+    try:
+        return j.messages_for(j.list_runs(limit=1)[0]["id"])
+    finally:
+        j.close()
 
 
 def when(ts: str) -> float:
     return datetime.fromisoformat(ts).timestamp()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_the_first_messages_go_while_the_rest_is_planned_each_once(
     sandbox: tuple[Path, StandaloneSandbox],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+    backend: str,
 ) -> None:
     campaign, sb = sandbox
-    state = tmp_path / "j.db"
+    state: Path | str = tmp_path / "j.db"
+    if backend == "postgresql":
+        state = request.getfixturevalue("pg_url")
     numbers = phones(campaign)
     stopped = [numbers[2000], numbers[2999]]  # planned after the sample
     assert main(["suppress", "add", *stopped, "--state", str(state)]) == 0
@@ -96,7 +118,7 @@ def test_the_first_messages_go_while_the_rest_is_planned_each_once(
     got = received(sb)
     assert set(got) == set(numbers) - set(stopped)
     assert set(got.values()) == {1}
-    _, rows = journal_rows(state)
+    rows = rows_of(state)
     assert Counter(r["status"] for r in rows) == {"sent": N - 2, "suppressed": 2}
     planned = next(
         e for e in events(tmp_path / "events.jsonl") if e["event"] == "step.planned"
@@ -188,3 +210,36 @@ def test_a_bad_row_after_the_sample_stops_the_run_and_the_fixed_file_converges(
     assert run(campaign, state) == 0, capsys.readouterr()
     got = received(sb)
     assert set(got) == set(phones(campaign)) and set(got.values()) == {1}
+
+
+@pytest.mark.slow
+def test_cancel_while_planning_stops_the_plan_and_the_sending(tmp_path: Path) -> None:
+    """A real ``run`` process, with the real sample and lead: cancelled while its
+    plan still goes on, nothing more is planned or sent."""
+    campaign = copy_campaign("mailup-spring-promo.yaml", tmp_path)
+    many_recipients(campaign, 30_000)
+    edit(campaign, lambda d: d.update(steps=[s for s in d["steps"] if "send" in s]))
+    state = tmp_path / "j.db"
+    with standalone_sandbox(campaign, MAILUP_ENV) as sb:
+        sb.point(campaign)
+        proc = start_cli(
+            "run", str(campaign), "--now", "--state", str(state), env=MAILUP_ENV
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(received(sb)) < 300:
+                time.sleep(0.05)
+            assert cli("cancel", "spring-promo", "--state", str(state)).returncode == 0
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 5, out + err
+        got = received(sb)
+        time.sleep(0.5)
+        assert received(sb) == got and set(got.values()) == {1}
+    rows = rows_of(state)
+    assert len(rows) < 30_000  # the rest was never planned
+    statuses = Counter(r["status"] for r in rows)
+    assert statuses["sent"] == len(got) and set(statuses) <= {"sent", "cancelled"}
