@@ -40,6 +40,7 @@ class Ahead:
         self.sampled = threading.Event()  # the sample is committed (or planning ended)
         self.complete = threading.Event()  # planning ended: done, stopped or failed
         self.stopping = threading.Event()  # asked to stop (a refusal, Ctrl-C, cancel)
+        self._unleashed = threading.Event()  # the sending is over: plan flat out
         self.added = 0  # messages committed so far
         self._failures = Failures()  # their render failures (the plan's, growing)
         self.sample_size = 0  # messages in the sample (whole batches: >= sample)
@@ -75,7 +76,11 @@ class Ahead:
                 self.sample_failures = Failures.from_json(failures.as_json())
                 self.sampled.set()
             return
-        while self.queued() >= LEAD and not self.stopping.wait(WAIT):
+        while (
+            not self.stopping.is_set()
+            and self.queued() >= LEAD
+            and not self._unleashed.wait(WAIT)
+        ):
             pass  # far enough ahead: let the sending threads have the time
 
     @property
@@ -92,7 +97,9 @@ class Ahead:
         return self.error is not None
 
     def join(self) -> dict[str, Any] | None:
-        """Wait for planning to end; its detail, or its error raised."""
+        """Wait for planning to end, no longer kept to ``LEAD`` (the step has
+        stopped sending: a window closed, say); its detail, or its error raised."""
+        self._unleashed.set()
         if self._thread is not None:
             self._thread.join()
         if self.error is not None:

@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from runkit import copy_campaign, edit, events, many_recipients
 
+import runner.engine.ahead
+import runner.engine.plan
 from runner.engine.context import RunOptions
 from runner.engine.run import run_campaign
 from runner.journal.eventlog import EventLog
@@ -37,9 +40,14 @@ class ClosingClock:
         return local.replace(tzinfo=MADRID).astimezone(UTC)
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["planned", "planning-ahead"])
 def test_window_closing_mid_send_pauses_until_it_opens_and_resume_finishes(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: bool
 ) -> None:
+    if ahead:  # the plan goes on while it sends, kept a few messages ahead
+        monkeypatch.setattr(runner.engine.ahead, "SAMPLE", 50)
+        monkeypatch.setattr(runner.engine.ahead, "LEAD", 60)
+        monkeypatch.setattr(runner.engine.plan, "PLAN_BATCH", 25)
     campaign_path = copy_campaign("mailup-spring-promo.yaml", tmp_path)
     many_recipients(campaign_path, 200)
 
