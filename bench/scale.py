@@ -5,14 +5,16 @@ Prints figures beside their targets (not a test). The recipients are the ones
 bench/preview.py generates (numbers written several ways, 1% invalid, 2%
 duplicates, 2% opted out, two language variants); the provider is MailUp's
 emulator in its own process. ``run`` is stopped (SIGINT, as Ctrl-C)
-``--send-seconds`` after both its first message and the end of its plan (which
-goes on while it sends): the figures about sending itself are
-bench/throughput.py's.
+``--send-seconds`` after its first message (its plan goes on while it sends, a
+little ahead of the sending: the figures about sending itself are
+bench/throughput.py's); the planning figures come from the send step's whole
+plan made into a fresh journal the way ``run`` makes it, as fast as it goes, and
+the reads are timed on that journal.
 
     python bench/scale.py                          # 1M
     python bench/scale.py --sizes 1000000,10000000 --send-seconds 10
 
-Figures: peak PSS of the process tree (preview and run), time from ``run``
+Figures: peak PSS of the process tree (preview, run and the plan), time from ``run``
 starting to its first message at the provider, planning recipients/s (until the
 step's plan is committed), journal bytes per message (the database and its WAL
 over the message rows), and the time ``history``, ``status``, ``show RUN`` take
@@ -94,25 +96,6 @@ def events(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
-class Follow:
-    """A growing file read as it grows (the event log, one event a message)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-
-    def saw(self, text: bytes) -> bool:
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
-        except OSError:
-            return False
-        cut = chunk.rfind(b"\n") + 1  # whole lines only
-        self.offset += cut
-        return text in chunk[:cut]
-
-
 def first_sent(state: Path) -> float | None:
     """The wall time of the run's first message outcome, from the journal."""
     import sqlite3
@@ -151,18 +134,12 @@ def run_case(folder: Path, n: int, send_seconds: float) -> dict[str, float]:
         memory = TreeMemory(proc.pid)
         first = None
         deadline = time.monotonic() + 3600
-        planned_at = None  # sending starts while the plan goes on: wait for both
-        follow = Follow(folder / "events.jsonl")
         while proc.poll() is None and time.monotonic() < deadline:
             if first is None:
                 first = first_sent(state)
-            if planned_at is None and follow.saw(b'"event": "step.planned"'):
-                planned_at = time.time()
-            if first is not None and planned_at is not None:
-                since = time.time() - max(first, planned_at)
-                if since > send_seconds:
-                    proc.send_signal(signal.SIGINT)
-                    break
+            elif time.time() - first > send_seconds:
+                proc.send_signal(signal.SIGINT)
+                break
             time.sleep(0.2)
         _, err = proc.communicate(timeout=300)
         peak = memory.stop()
@@ -170,25 +147,61 @@ def run_case(folder: Path, n: int, send_seconds: float) -> dict[str, float]:
         sb.close()
     if proc.returncode not in (0, 130):
         raise SystemExit(f"run exited {proc.returncode}: {err[-800:]}")
-    log = events(folder / "events.jsonl")
-    stamp = {e["event"]: e["ts"] for e in reversed(log)}  # the first of each kind
-    planned = next(e for e in log if e["event"] == "step.planned")
-    step_start = datetime.fromisoformat(str(stamp["step.started"])).timestamp()
-    plan_end = datetime.fromisoformat(str(stamp["step.planned"])).timestamp()
-    size = sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("j.db"))
-    import sqlite3
+    return {"run_rss_mb": peak, "first_s": (first or float("nan")) - started}
 
-    with sqlite3.connect(state) as db:
-        rows = db.execute("SELECT count(*) FROM messages").fetchone()[0]
-        run_id = db.execute("SELECT id FROM runs").fetchone()[0]
-    return {
-        "run_rss_mb": peak,
-        "first_s": (first or float("nan")) - started,
-        "plan_rate": float(str(planned["read"])) / max(plan_end - step_start, 1e-9),
-        "bytes_per_message": size / max(rows, 1),
-        "rows": rows,
-        "run_id": run_id,
-    }
+
+def plan_case(folder: Path) -> dict[str, float]:
+    """The send step's whole plan into a fresh journal (``plan_only`` in its own
+    process): its rate, peak PSS and the journal it leaves, to read."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--plan-only", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    memory = TreeMemory(proc.pid)
+    out, err = proc.communicate(timeout=7200)
+    peak = memory.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"planning exited {proc.returncode}: {err[-800:]}")
+    figures = json.loads(out)
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("plan.db"))
+    return {**figures, "plan_rss_mb": peak, "bytes_per_message": size / figures["rows"]}
+
+
+def plan_only(folder: Path) -> None:
+    """What ``run`` does to plan the send step, as fast as it can: ``run``
+    itself keeps its plan a little ahead of its sending (runner.engine.ahead),
+    so its own pace is the provider's."""
+    sys.path.insert(0, str(ROOT))
+    from runner.audience.recipient import RecipientStats
+    from runner.engine.plan import LeftOutRows, plan, renderings
+    from runner.journal.journal import Journal
+    from runner.loader.load import load_campaign
+
+    campaign, _ = load_campaign(folder / "scale.yaml", env={})
+    journal = Journal(folder / "plan.db")
+    try:
+        run_id = journal.start_run(campaign.name, str(campaign.path), {})
+        left_out = LeftOutRows(journal, run_id, "blast")
+        stats = RecipientStats(on_skip=left_out)
+        t0 = time.perf_counter()
+        result = plan(
+            journal,
+            run_id,
+            "blast",
+            "main",
+            renderings(campaign, "promo", stats),
+            left_out=left_out,
+        )
+        took = time.perf_counter() - t0
+    finally:
+        journal.close()
+    print(
+        json.dumps(
+            {"plan_rate": stats.read / took, "rows": result.added, "run_id": run_id}
+        )
+    )
 
 
 def command_ms(*args: str) -> float:
@@ -234,7 +247,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000000")
     ap.add_argument("--send-seconds", type=float, default=10.0)
+    ap.add_argument("--plan-only", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.plan_only:
+        plan_only(args.plan_only)
+        return
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as d:
             folder = Path(d)
@@ -253,8 +270,10 @@ def main() -> None:
                 f"peak PSS {f['run_rss_mb']:.0f} MB "
                 f"({f['run_rss_mb'] / TARGETS['rss_mb']:.2f} x)"
             )
+            f.update(plan_case(folder))
             print(
-                f"  planning: {f['plan_rate']:,.0f} recipients/s (target >= "
+                f"  planning: {f['plan_rate']:,.0f} recipients/s, peak PSS "
+                f"{f['plan_rss_mb']:.0f} MB (target >= "
                 f"{TARGETS['plan_rate']:,}: "
                 f"{f['plan_rate'] / TARGETS['plan_rate']:.2f} x)"
             )
@@ -263,7 +282,7 @@ def main() -> None:
                 f"{int(f['rows']):,} rows (target <= {TARGETS['bytes_per_message']}: "
                 f"{f['bytes_per_message'] / TARGETS['bytes_per_message']:.2f} x)"
             )
-            r = reads(folder / "j.db", str(f["run_id"]))
+            r = reads(folder / "plan.db", str(f["run_id"]))
             print(
                 "  reads (ms, target < 200): "
                 + ", ".join(f"{k} {v:.0f}" for k, v in r.items())
