@@ -77,3 +77,20 @@ def test_a_real_run_shows_the_eta_on_its_progress_line(
         left = (60 - done) / max(rate, 1)
         assert abs(seconds - left) <= 1.5, line
         assert (seconds == 0) == (done == 60), line  # 0s only when none is left
+
+
+def test_while_the_plan_grows_the_progress_line_says_so_without_an_eta() -> None:
+    from datetime import UTC
+
+    from runner.commands.console import Console
+
+    err = Terminal()
+    console = Console(io.StringIO(), err, UTC)
+    figures = {"step": "blast", "done": 900, "total": 20000, "sent": 900, "rate": 450.0}
+    console._progress({**figures, "planning": True})
+    assert err.getvalue().endswith(
+        "[blast] 900/20000+ (planning) sent 900 failed 0 unknown 0 retries 0 "
+        "(450 msg/s, eta ?)\x1b[K"
+    )
+    console._progress(figures)  # planned: the total is the total
+    assert "[blast] 900/20000   4.5% sent 900" in err.getvalue().rsplit("\r", 1)[1]
