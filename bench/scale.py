@@ -14,9 +14,11 @@ the reads are timed on that journal.
     python bench/scale.py                          # 1M
     python bench/scale.py --sizes 1000000,10000000 --send-seconds 10
 
-Figures: peak PSS of the process tree (preview, run and the plan), time from ``run``
-starting to its first message at the provider, planning recipients/s (until the
-step's plan is committed), journal bytes per message (the database and its WAL
+Figures: peak PSS of the process tree (preview, run and the plan), time from
+the send step's start (and from ``run`` starting: loading the campaign and the
+recipients file's digest come first) to its first message at the provider,
+planning recipients/s (until the step's plan is committed), journal bytes per
+message (the database and its WAL
 over the message rows), and the time ``history``, ``status``, ``show RUN`` take
 (the command's own time: its ``--help``, measured in the same run, taken off:
 the interpreter's start and the imports) and one ``/metrics`` scrape's journal reads.
@@ -147,7 +149,22 @@ def run_case(folder: Path, n: int, send_seconds: float) -> dict[str, float]:
         sb.close()
     if proc.returncode not in (0, 130):
         raise SystemExit(f"run exited {proc.returncode}: {err[-800:]}")
-    return {"run_rss_mb": peak, "first_s": (first or float("nan")) - started}
+    first = first or float("nan")
+    return {
+        "run_rss_mb": peak,
+        "first_s": first - started,
+        "first_after_step_s": first - step_started(folder / "events.jsonl"),
+    }
+
+
+def step_started(log: Path) -> float:
+    """When the run's (first) step started, from the head of its event log."""
+    with log.open() as f:
+        for line in f:
+            event = json.loads(line)
+            if event["event"] == "step.started":
+                return datetime.fromisoformat(event["ts"]).timestamp()
+    return float("nan")
 
 
 def plan_case(folder: Path) -> dict[str, float]:
@@ -247,46 +264,66 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000000")
     ap.add_argument("--send-seconds", type=float, default=10.0)
+    ap.add_argument(
+        "--cases",
+        default="preview,run,plan",
+        help="which to measure (plan: planning, journal size and reads)",
+    )
     ap.add_argument("--plan-only", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.plan_only:
         plan_only(args.plan_only)
         return
+    cases = set(args.cases.split(","))
     for n in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as d:
             folder = Path(d)
             t0 = time.perf_counter()
             generate(folder, n)
             print(f"{n:,} recipients generated in {time.perf_counter() - t0:.0f} s")
-            wall, _cpu, _one, tree, _summary = measure_preview(folder, None)
-            print(
-                f"  preview: {n / wall:,.0f} recipients/s, peak PSS {tree:.0f} MB "
-                f"(target < {TARGETS['rss_mb']} MB: {tree / TARGETS['rss_mb']:.2f} x)"
-            )
-            f = run_case(folder, n, args.send_seconds)
-            print(
-                f"  run: first message after {f['first_s']:.1f} s (target < "
-                f"{TARGETS['first_s']} s: {f['first_s'] / TARGETS['first_s']:.2f} x); "
-                f"peak PSS {f['run_rss_mb']:.0f} MB "
-                f"({f['run_rss_mb'] / TARGETS['rss_mb']:.2f} x)"
-            )
-            f.update(plan_case(folder))
-            print(
-                f"  planning: {f['plan_rate']:,.0f} recipients/s, peak PSS "
-                f"{f['plan_rss_mb']:.0f} MB (target >= "
-                f"{TARGETS['plan_rate']:,}: "
-                f"{f['plan_rate'] / TARGETS['plan_rate']:.2f} x)"
-            )
-            print(
-                f"  journal: {f['bytes_per_message']:.0f} bytes a message over "
-                f"{int(f['rows']):,} rows (target <= {TARGETS['bytes_per_message']}: "
-                f"{f['bytes_per_message'] / TARGETS['bytes_per_message']:.2f} x)"
-            )
-            r = reads(folder / "plan.db", str(f["run_id"]))
-            print(
-                "  reads (ms, target < 200): "
-                + ", ".join(f"{k} {v:.0f}" for k, v in r.items())
-            )
+            if "preview" in cases:
+                show_preview(folder, n)
+            if "run" in cases:
+                show_run(folder, n, args.send_seconds)
+            if "plan" in cases:
+                show_plan(folder)
+
+
+def show_preview(folder: Path, n: int) -> None:
+    wall, _cpu, _one, tree, _summary = measure_preview(folder, None)
+    print(
+        f"  preview: {n / wall:,.0f} recipients/s, peak PSS {tree:.0f} MB "
+        f"(target < {TARGETS['rss_mb']} MB: {tree / TARGETS['rss_mb']:.2f} x)"
+    )
+
+
+def show_run(folder: Path, n: int, send_seconds: float) -> None:
+    f = run_case(folder, n, send_seconds)
+    print(
+        f"  run: first message {f['first_after_step_s']:.1f} s after the send step "
+        f"started (target < {TARGETS['first_s']} s: "
+        f"{f['first_after_step_s'] / TARGETS['first_s']:.2f} x), "
+        f"{f['first_s']:.1f} s after run started; "
+        f"peak PSS {f['run_rss_mb']:.0f} MB "
+        f"({f['run_rss_mb'] / TARGETS['rss_mb']:.2f} x)"
+    )
+
+
+def show_plan(folder: Path) -> None:
+    f = plan_case(folder)
+    print(
+        f"  planning: {f['plan_rate']:,.0f} recipients/s, peak PSS "
+        f"{f['plan_rss_mb']:.0f} MB (target >= {TARGETS['plan_rate']:,}: "
+        f"{f['plan_rate'] / TARGETS['plan_rate']:.2f} x)"
+    )
+    print(
+        f"  journal: {f['bytes_per_message']:.0f} bytes a message over "
+        f"{int(f['rows']):,} rows (target <= {TARGETS['bytes_per_message']}: "
+        f"{f['bytes_per_message'] / TARGETS['bytes_per_message']:.2f} x)"
+    )
+    r = reads(folder / "plan.db", str(f["run_id"]))
+    shown = ", ".join(f"{k} {v:.0f}" for k, v in r.items())
+    print(f"  reads (ms, target < 200): {shown}")
 
 
 if __name__ == "__main__":
