@@ -4,7 +4,8 @@ The same pass (read -> normalise -> dedup -> render -> segments) gives the
 engine its ``segments('step')`` figures for ``check_credits``, so what preview
 shows is what a run would plan. Rows are checked and rendered by chunk (in
 worker processes for a large file, see runner.audience.render); what depends on order
-(duplicates, totals, output) is merged here, in file order.
+(duplicates, totals, output) is merged here, in file order. The numbers seen
+are kept in a :class:`NumberSet`, a chunk's looked up at once.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TextIO
 
 from runner.audience import render as batch
 from runner.audience.encoding import GSM7, UCS2
 from runner.audience.failures import Failures
+from runner.audience.numberset import NumberSet
 from runner.audience.recipient import RecipientStats
 from runner.audience.render import BY_DATA, BY_TEXT, FAILED, GSM, UNICODE, Message, Pack
 from runner.errors import RecipientError, UsageError
@@ -88,7 +91,7 @@ class Tally:
 
 class Merge:
     """Packs in file order: duplicates dropped (the first row wins), all counted,
-    every kept message tallied and written."""
+    every kept message tallied and written. Closing it forgets the numbers seen."""
 
     def __init__(
         self,
@@ -103,29 +106,29 @@ class Merge:
         self.stats = RecipientStats()
         self.tallies = [Tally(s, t) for s, t in steps]
         self.limit, self.fmt, self.sink = limit, fmt, sink
-        self.seen: set[int] = set()
+        self.seen = NumberSet()
         self.written = 0
 
     def wants_details(self) -> bool:
         return any(len(t.shown) < self.limit for t in self.tallies)
 
     def add(self, pack: Pack) -> None:
-        stats, seen, where = self.stats, self.seen, pack.where
+        stats, where = self.stats, pack.where
         stats.read += pack.read
         stats.excluded += pack.excluded
         for bad in pack.invalid:
             stats.add_invalid(bad)
         dropped: list[int] = []  # duplicates among the rows that have messages
         row = 0  # index of the next row that has messages
+        new = self.seen.add_new(pack.keys)
         for i, key in enumerate(pack.keys):
             passed = where.get(i, True) if where else True
-            if key in seen:
+            if not new[i]:
                 stats.duplicates += 1
                 if passed is True:
                     dropped.append(row)
                     row += 1
                 continue
-            seen.add(key)
             if passed is True:
                 stats.accepted += 1
                 row += 1
@@ -157,12 +160,27 @@ class Merge:
             self.sink.write(part)  # type: ignore[union-attr]
             self.written += 1
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """End the output (JSON's closing bracket) once every pack is in."""
         if self.sink is None:
             return
         if self.fmt == "json":
             self.sink.write("\n]\n" if self.written else "[]\n")
         self.sink.flush()
+
+    def close(self) -> None:
+        self.seen.close()
+
+    def __enter__(self) -> Merge:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def send_steps(campaign: Campaign, step_id: str | None = None) -> list[tuple[str, str]]:
@@ -186,9 +204,10 @@ def send_steps(campaign: Campaign, step_id: str | None = None) -> list[tuple[str
 def send_totals(campaign: Campaign, template: str) -> SendTotals:
     """Messages and segments one template would send (``segments('step')``)."""
     steps = [("", template)]
-    merge = Merge(steps, 0, "text", None)
-    for pack in batch.packs(batch.Job(campaign, steps), merge.wants_details):
-        merge.add(pack)
+    job = batch.Job(campaign, steps)
+    with job, Merge(steps, 0, "text", None) as merge:
+        for pack in batch.packs(job, merge.wants_details):
+            merge.add(pack)
     return merge.tallies[0].totals()
 
 
@@ -210,9 +229,9 @@ def render_all(
     """
     if sink is not None and fmt == "csv":
         sink.write(batch.CSV_HEADER)
-    merge = Merge(steps, limit, fmt, sink, suppressed)
     job = batch.Job(campaign, steps, fmt, show_phones)
-    for pack in batch.packs(job, merge.wants_details, workers):
-        merge.add(pack)
-    merge.close()
+    with job, Merge(steps, limit, fmt, sink, suppressed) as merge:
+        for pack in batch.packs(job, merge.wants_details, workers):
+            merge.add(pack)
+        merge.finish()
     return merge

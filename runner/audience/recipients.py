@@ -2,23 +2,29 @@
 
 Per row: phone to E.164 (invalid: counted and listed, or an error with
 ``on_invalid: fail``) -> opt-out list -> duplicates (the first row of a number
-wins) -> ``where``. Memory grows only with the set of distinct numbers, kept as
-ints (``+34612345678`` -> ``34612345678``, half the size of the strings).
+wins) -> ``where``. Rows are screened a chunk at a time, so that the opt-out
+list and the numbers already seen, kept as ints (``+34612345678`` ->
+``34612345678``) in a :class:`NumberSet`, are looked up in batches; memory does
+not grow with the number of recipients.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from runner.audience import sources
+from runner.audience.numberset import NumberSet
 from runner.audience.phones import InvalidPhone, PhoneNormalizer, mask_phone
 from runner.audience.recipient import InvalidRow, Recipient, RecipientStats, Skipped
 from runner.audience.sources import Row
 from runner.audience.templates import Renderer
 from runner.errors import RecipientError, TemplateError
 from runner.model.campaign import Campaign, RecipientSource
+
+CHUNK_ROWS = 2000  # rows screened together (one batch of lookups)
 
 
 class Screen:
@@ -42,13 +48,6 @@ class Screen:
         assert file is not None
         return file if file.is_absolute() else self.campaign.base_dir / file
 
-    def check(self, row: Row) -> Recipient | InvalidRow | None:
-        """The recipient, why the row is invalid, or None when the number opted out."""
-        got = self.read(row)
-        if isinstance(got, Recipient) and self.excludes(got):
-            return None
-        return got
-
     def read(self, row: Row) -> Recipient | InvalidRow:
         """The recipient with its number normalised, or why the row is invalid."""
         fields, number, line, error = row
@@ -68,9 +67,26 @@ class Screen:
         assert fields is not None
         return Recipient(phone, fields, number, self.source, line)
 
-    def excludes(self, recipient: Recipient) -> bool:
-        """Whether an opt-out file lists the recipient's number."""
-        return bool(self.excluded) and recipient.key in self.excluded
+    def excluded_among(self, recipients: Sequence[Recipient]) -> list[bool]:
+        """Whether an opt-out file lists each recipient's number."""
+        if not self.excluded:
+            return [False] * len(recipients)
+        return self.excluded.contains([r.key for r in recipients])
+
+    def close(self) -> None:
+        """Remove the opt-out list's temporary file, if it has one."""
+        self.excluded.close()
+
+    def __enter__(self) -> Screen:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def matches(self, recipient: Recipient) -> bool:
         """Whether ``where`` holds for the recipient (True without one)."""
@@ -125,22 +141,29 @@ class Screen:
             self.path, self.source, self.encoding, self.layout(), self.hint
         )
 
-    def _exclusions(self) -> set[int]:
+    def _exclusions(self) -> NumberSet:
         """Every opt-out number; values that are not phone numbers are ignored.
 
         A file is a plain list (one number a line, ``#`` comments) unless its suffix
         is .csv/.jsonl or its first line holds a delimiter: then the column named
         like the recipients' phone field (or ``phone``, or the only one) is read.
         """
-        numbers: set[int] = set()
+        numbers = NumberSet()
+        try:
+            numbers.add(self._exclusion_keys())
+        except BaseException:
+            numbers.close()
+            raise
+        return numbers
+
+    def _exclusion_keys(self) -> Iterator[int]:
         for path in self.campaign.recipients.exclude:
             full = path if path.is_absolute() else self.campaign.base_dir / path
             for raw in self._exclusion_values(full, _display(self.campaign, full)):
                 try:
-                    numbers.add(int(self.normalise(raw)[1:]))
+                    yield int(self.normalise(raw)[1:])
                 except InvalidPhone:
                     continue
-        return numbers
 
     def _exclusion_values(self, path: Path, name: str) -> Iterator[str]:
         suffix = path.suffix.lower()
@@ -178,29 +201,71 @@ def iter_recipients(
     source, or for an invalid row when ``on_invalid: fail``.
     """
     stats = RecipientStats() if stats is None else stats
-    screen = Screen(campaign)
+    with Screen(campaign) as screen, NumberSet() as seen:
+        rows = screen.rows()
+        while True:
+            chunk, unreadable = _read_chunk(screen, rows)
+            yield from _screen_chunk(screen, seen, chunk, stats)
+            if unreadable is not None:
+                raise unreadable
+            if len(chunk) < CHUNK_ROWS:
+                return
+
+
+Read = Recipient | InvalidRow | Exception  # a row's error is raised in its turn
+
+
+def _read_chunk(
+    screen: Screen, rows: Iterator[Row]
+) -> tuple[list[Read], Exception | None]:
+    """The next rows, each read; and the error that stopped reading the source,
+    to raise once the rows before it are screened."""
+    chunk: list[Read] = []
+    while len(chunk) < CHUNK_ROWS:
+        try:
+            row = next(rows, None)
+        except Exception as e:
+            return chunk, e
+        if row is None:
+            break
+        try:
+            chunk.append(screen.read(row))
+        except Exception as e:  # on_invalid: fail
+            chunk.append(e)
+            break
+    return chunk, None
+
+
+def _screen_chunk(
+    screen: Screen, seen: NumberSet, chunk: list[Read], stats: RecipientStats
+) -> Iterator[Recipient]:
+    """The chunk's rows in order: opt-out list, duplicates, then ``where``."""
     skip = stats.on_skip
-    seen: set[int] = set()
-    for row in screen.rows():
+    valid = [got for got in chunk if isinstance(got, Recipient)]
+    excluded = screen.excluded_among(valid)
+    kept = [r.key for r, out in zip(valid, excluded, strict=True) if not out]
+    new = iter(seen.add_new(kept))
+    opted_out = iter(excluded)
+    for got in chunk:
         stats.read += 1
-        got = screen.read(row)
+        if isinstance(got, Exception):
+            raise got
         if isinstance(got, InvalidRow):
             stats.add_invalid(got)
             if skip is not None:
                 skip(Skipped("invalid", *got.at, got.given, None, got.reason))
             continue
-        if screen.excludes(got):
+        if next(opted_out):
             stats.excluded += 1
             why = ("excluded", "on an opt-out list (recipients.exclude)")
-        elif got.key in seen:
+        elif not next(new):
             stats.duplicates += 1
             why = ("duplicate", "an earlier row has the same number")
+        elif screen.matches(got):
+            stats.accepted += 1
+            yield got
+            continue
         else:
-            seen.add(got.key)
-            if screen.matches(got):
-                stats.accepted += 1
-                yield got
-                continue
             stats.filtered_out += 1
             why = ("filtered_out", f"where: {screen.where}")
         if skip is not None:

@@ -26,6 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from itertools import accumulate
+from types import TracebackType
 from typing import Any, NamedTuple
 
 from runner.audience import sources
@@ -105,8 +106,8 @@ class Job:
         self.steps = steps  # (step id, template name)
         self.fmt = fmt
         self.show_phones = show_phones
-        self.screen = Screen(campaign)
         self.renderer = Renderer(campaign, now)  # one ``now`` for every worker
+        self.screen = Screen(campaign)  # last: it may hold a temporary file
         self._where = bool(campaign.recipients.where)
         source = self.screen.source
         # the constant parts of each step's CSV record
@@ -114,22 +115,41 @@ class Job:
         self._source = f",{_q(source)},"
         self._texts = [template_text(campaign, t) for _, t in steps]
 
+    def close(self) -> None:
+        """Remove the opt-out list's temporary file, if it has one."""
+        self.screen.close()
+
+    def __enter__(self) -> Job:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     def pack(self, rows: Iterable[sources.Row], details: bool = False) -> Pack:
         """Check and render a chunk of rows; ``details`` keeps each message too."""
-        check, matches, where_on = self.screen.check, self.screen.matches, self._where
-        excluded, read = 0, 0
+        screen, where_on = self.screen, self._where
+        matches = screen.matches
+        got_rows = [screen.read(row) for row in rows]
+        read = len(got_rows)
+        opted_out = iter(
+            screen.excluded_among([g for g in got_rows if isinstance(g, Recipient)])
+        )
+        excluded = 0
         invalid: list[InvalidRow] = []
         keys: list[int] = []
         where: dict[int, bool | str] = {}
         accepted: list[tuple[Recipient, str]] = []
-        for row in rows:
-            read += 1
-            got = check(row)
-            if got is None:
-                excluded += 1
-                continue
+        for got in got_rows:
             if isinstance(got, InvalidRow):
                 invalid.append(got)
+                continue
+            if next(opted_out):
+                excluded += 1
                 continue
             if where_on:
                 try:
@@ -289,8 +309,9 @@ def _parallel(
     ctx = multiprocessing.get_context("fork")
     conns: list[Any] = []
     procs: list[Any] = []
-    # merging makes no reference cycles; a collection would walk the set of numbers
-    # seen, a million of them, again and again (this process has no other thread)
+    # merging makes no reference cycles; a collection would walk the numbers seen
+    # (up to NumberSet's limit of them) again and again (this process has no
+    # other thread)
     collecting = gc.isenabled()
     gc.disable()
     inflight: deque[int] = deque()

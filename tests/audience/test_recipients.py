@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import tempfile
 from pathlib import Path
 
 import pytest
 from campaignkit import DATA, make_campaign
 
-from runner.audience.recipient import RecipientStats
+from runner.audience import numberset, recipients
+from runner.audience.recipient import RecipientStats, Skipped
 from runner.audience.recipients import iter_recipients
 from runner.errors import RecipientError
 
@@ -279,3 +282,107 @@ def test_byte_spans_hold_whole_records_and_name_a_bad_line(tmp_path: Path) -> No
         assert all(r.fields and r.fields["note"].endswith("more") for r in rows_read)
         lines += sum(1 for _ in rows_read)
     assert lines == 250  # rows 0-249; rows 250-299 are the span with the bad byte
+
+
+def repeats_campaign(tmp_path: Path, **kw: object):  # type: ignore[no-untyped-def]
+    """400 rows over 60 numbers (most rows repeat one), a few invalid, every
+    seventh number opted out, some repeating ones among them."""
+    rng = random.Random(7)
+    rows = ["phone,name,lang"]
+    for i in range(400):
+        phone = "12345" if rng.random() < 0.03 else f"+3461200{rng.randrange(60):04d}"
+        rows.append(f"{phone},n{i},{rng.choice(['es', 'en'])}")
+    (tmp_path / "r.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    optout = "".join(f"612 00{n:04d}\n" for n in range(0, 60, 7))
+    (tmp_path / "optout.txt").write_text(optout, encoding="utf-8")
+    return make_campaign(base=tmp_path, file="r.csv", exclude=(Path("optout.txt"),), **kw)
+
+
+def screened(campaign, during=None):  # type: ignore[no-untyped-def]
+    """(phone, line) of each recipient, every row left out, and the counts."""
+    skipped: list[Skipped] = []
+
+    def skip(row: Skipped) -> None:
+        skipped.append(row)
+        if during is not None:
+            during(row)
+
+    stats = RecipientStats(on_skip=skip)
+    got = [(r.phone, r.line) for r in iter_recipients(campaign, stats)]
+    return got, skipped, stats.as_dict()
+
+
+def numbers_folders() -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob("campaign-runner-numbers-*"))
+
+
+def test_spilled_sets_screen_every_row_as_the_in_memory_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    campaign = repeats_campaign(tmp_path, where="lang == 'es'")
+    whole = screened(campaign)
+    got, skipped, counts = whole
+    assert counts["duplicates"] > 200 and counts["excluded"] > 20
+    assert counts["filtered_out"] > 5 and counts["invalid"] > 5
+    assert {s.reason for s in skipped[:60]} == {
+        "invalid",
+        "excluded",
+        "duplicate",
+        "filtered_out",
+    }
+    assert len({phone for phone, _ in got}) == len(got)
+    # the opt-out list and the numbers seen both in files; chunks of 7 rows
+    monkeypatch.setattr(numberset, "SPILL_AT", 3)
+    monkeypatch.setattr(recipients, "CHUNK_ROWS", 7)
+    folders: list[int] = []
+    assert screened(campaign, lambda _: folders.append(len(numbers_folders()))) == whole
+    assert max(folders) == 2 and numbers_folders() == []
+
+
+def test_an_opted_out_number_is_excluded_not_a_duplicate_once_spilled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(numberset, "SPILL_AT", 1)
+    monkeypatch.setattr(recipients, "CHUNK_ROWS", 2)
+    (tmp_path / "optout.txt").write_text("+34612000007\n", encoding="utf-8")
+    rows = [{"phone": p} for p in ("+34612000001", "612 000 007", "+34612000001")]
+    rows += [{"phone": "+34612000007"}, {"phone": "+34612000002"}]
+    campaign = make_campaign(base=tmp_path, inline=rows, exclude=(Path("optout.txt"),))
+    _, skipped, counts = screened(campaign)
+    assert [(s.reason, s.row) for s in skipped] == [
+        ("excluded", 2),
+        ("duplicate", 3),
+        ("excluded", 4),
+    ]
+    assert counts["accepted"] == 2
+
+
+def test_an_interrupted_read_removes_its_temporary_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(numberset, "SPILL_AT", 3)
+    seen: list[int] = []
+
+    def ctrl_c(row: Skipped) -> None:
+        seen.append(len(numbers_folders()))
+        if len(seen) == 100:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        screened(repeats_campaign(tmp_path), ctrl_c)
+    assert seen[-1] == 2 and numbers_folders() == []
+
+
+def test_rows_before_a_failing_row_of_a_chunk_come_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recipients, "CHUNK_ROWS", 100)
+    campaign = make_campaign(file="bom_semicolon.csv", on_invalid="fail")
+    stats = RecipientStats()
+    it = iter_recipients(campaign, stats)
+    assert [next(it).line for _ in range(3)] == [2, 3, 4]
+    with pytest.raises(RecipientError, match=r"bom_semicolon\.csv:6: \*+ too short"):
+        next(it)
+    assert stats.read == 5 and stats.accepted == 3

@@ -9,12 +9,14 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 from campaignkit import make_campaign
 
+from runner.audience import numberset
 from runner.audience import render as batch
 from runner.audience.preview import send_totals
 from runner.cli import main
@@ -315,6 +317,25 @@ def test_dedup_keeps_the_first_row_across_chunks(
         "n2",
     ]
     assert "9 read, 0 invalid, 6 duplicates" in out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_numbers_spilled_to_files_give_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    if workers > 1 and threading.active_count() > 1:
+        pytest.skip("worker processes are not forked while threads run")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    campaign = big_campaign(tmp_path, 3000)
+    monkeypatch.setattr(batch, "CHUNK_LINES", 150)
+    whole = run(campaign, fmt="csv", workers=workers, limit=20)
+    # the opt-out list (2 numbers) and the numbers seen in files, read by workers
+    monkeypatch.setattr(numberset, "SPILL_AT", 2)
+    assert run(campaign, fmt="csv", workers=workers, limit=20) == whole
+    assert "duplicates" in whole[1] and whole[2].count("\n") > 2000
+    assert list(temp.iterdir()) == []
 
 
 def test_workers_in_a_fresh_process_match_one_process(
