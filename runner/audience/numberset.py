@@ -19,16 +19,19 @@ removes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sqlite3
 import tempfile
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
+
+from runner.errors import RecipientError
 
 SPILL_AT = 100_000  # numbers in memory (~7 MB) before they move to the file
 BITMAP_BITS = 134_217_689  # a prime near 2**27: 16 MB, ~7% false hits at 10M numbers
@@ -122,6 +125,18 @@ class NumberSet:
     ) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def _file_errors(self) -> Iterator[None]:
+        """A full disk or an unwritable temporary directory: one line, not a crash."""
+        try:
+            yield
+        except (OSError, sqlite3.Error) as e:
+            where = self._folder or tempfile.gettempdir()
+            raise RecipientError(
+                f"cannot keep the recipients' numbers in a temporary file in {where}: "
+                f"{e} (TMPDIR: a writable folder with space)"
+            ) from e
+
     def _connection(self) -> sqlite3.Connection:
         """This process's connection: a forked worker opens its own (a SQLite
         connection must not cross a fork)."""
@@ -144,6 +159,10 @@ class NumberSet:
 
     def _spill(self) -> None:
         """Move the numbers in memory to the file, in order, and mark them."""
+        with self._file_errors():
+            self._move_to_file()
+
+    def _move_to_file(self) -> None:
         db = self._connection()
         if not self._bitmap:
             self._bitmap = bytearray(self._bits // 8 + 1)
@@ -171,6 +190,10 @@ class NumberSet:
         maybe = sorted(k for k in keys if bitmap[(h := k % bits) >> 3] >> (h & 7) & 1)
         if not maybe:
             return set()
+        with self._file_errors():
+            return self._ask_file(maybe)
+
+    def _ask_file(self, maybe: list[int]) -> set[int]:
         db = self._connection()
         if self._json:
             sql = "SELECT k FROM numbers WHERE k IN (SELECT value FROM json_each(?))"

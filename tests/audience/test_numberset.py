@@ -12,6 +12,7 @@ import pytest
 
 from runner.audience import numberset
 from runner.audience.numberset import NumberSet
+from runner.errors import RecipientError
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +118,13 @@ def test_a_forked_worker_reads_the_file_and_leaves_it() -> None:
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="1 or more"):
         NumberSet(0)
+
+
+def test_a_temporary_folder_that_cannot_be_made_is_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    with NumberSet(2) as seen:
+        assert seen.add_new([1]) == [True]  # in memory: no file needed yet
+        with pytest.raises(RecipientError, match=r"temporary file in .*gone: "):
+            seen.add_new([2])

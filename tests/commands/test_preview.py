@@ -491,6 +491,22 @@ def test_command_usage_errors_exit_2(
     assert message in err and "Traceback" not in err
 
 
+def test_command_without_a_usable_temporary_folder_says_so(
+    campaign_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(numberset, "SPILL_AT", 1)  # the first number needs the file
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    assert main(["preview", str(campaign_file)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "cannot keep the recipients' numbers in a temporary file in " in err
+    assert f"{tmp_path / 'gone'}" in err
+    assert err.endswith("(TMPDIR: a writable folder with space)\n")
+
+
 def test_command_invalid_campaign_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
