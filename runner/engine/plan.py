@@ -9,7 +9,7 @@ recipients who are no longer in the list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, NamedTuple
@@ -57,7 +57,7 @@ def renderings(
     template: str,
     stats: RecipientStats | None = None,
     zones: ZoneFinder | None = None,
-) -> Iterator[Rendering]:
+) -> Generator[Rendering, None, None]:
     """The campaign's recipients, each with its message of ``template`` (and
     with ``zones``, its time zone)."""
     renderer = Renderer(campaign)
@@ -86,7 +86,7 @@ def follow_renderings(
     follow: FollowUp,
     stats: RecipientStats,
     zones: ZoneFinder | None = None,
-) -> Iterator[Rendering]:
+) -> Generator[Rendering, None, None]:
     """The recipients of an earlier send step whose message matches ``follow``,
     each with its message of ``template`` (``previous`` holds that message)."""
     renderer = Renderer(campaign)

@@ -258,16 +258,19 @@ def _plan(
     )
 
     def planning(ahead: Ahead | None) -> dict[str, Any] | None:
-        result = plan(
-            journal,
-            run_id,
-            step.id,
-            action.providers[0],
-            messages,
-            rerender=again,
-            left_out=left_out,
-            ahead=ahead,
-        )
+        try:
+            result = plan(
+                journal,
+                run_id,
+                step.id,
+                action.providers[0],
+                messages,
+                rerender=again,
+                left_out=left_out,
+                ahead=ahead,
+            )
+        finally:  # a plan stopped early: the recipients' files closed in this thread
+            messages.close()
         return _planned(ctx, step, action, result, stats) if result.complete else None
 
     if again or zones is not None or ctx.options.dry_run:
