@@ -89,8 +89,8 @@ def parse_statuses(given: Sequence[str] | None) -> list[str]:
     return found
 
 
-# never shown: idem_key holds the full number; seq is the row's internal order
-HIDDEN = ("idem_key", "seq")
+# never shown: seq is the row's internal order
+HIDDEN = ("seq",)
 HISTORY_HIDDEN = (*HIDDEN, "id", "run_id", "phone")
 STEP_COLUMNS = [
     "step",

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runner.journal.store import Store, now_iso
-from runner.journal.tables import message_history, messages
+from runner.journal.tables import message_history, messages, texts
 
 
 class MessageRecords(Store):
@@ -50,10 +50,11 @@ class MessageRecords(Store):
             sa.select(
                 messages.c.seq,
                 messages.c.phone,
-                messages.c.text,
+                texts.c.text,
                 messages.c.segments,
                 messages.c.source_row,
             )
+            .join_from(messages, texts, texts.c.id == messages.c.text_id)
             .where(
                 messages.c.run_id == run_id,
                 messages.c.step_id == step_id,
@@ -127,6 +128,7 @@ class MessageRecords(Store):
             "error_code": None,
             "error_detail": None,
             "sent_at": None,
+            "claimed_by": None,
         }
         if provider is not None:
             values["provider"] = provider
@@ -198,10 +200,14 @@ class MessageRecords(Store):
             return
         stmt = (
             messages.update()
-            # by the unique key: on PostgreSQL a new run's rows have no
-            # statistics yet, and a match on (run_id, step_id, phone) may be
-            # planned as a scan of the step's rows per report line
-            .where(messages.c.idem_key == sa.bindparam("p_key"))
+            # by the number, the run and step in a form no index can use: on
+            # PostgreSQL a new run's rows have no statistics yet, and a match on
+            # (run_id, step_id, phone) may be planned as a scan of the step's
+            # rows per report line (the writer's outcomes are found so too)
+            .where(
+                messages.c.phone == sa.bindparam("p_phone"),
+                messages.c.run_id + "/" + messages.c.step_id == f"{run_id}/{step_id}",
+            )
             .values(
                 delivery_status=sa.bindparam("p_status"),
                 delivery_code=sa.bindparam("p_code"),
@@ -213,7 +219,7 @@ class MessageRecords(Store):
                 stmt,
                 [
                     {
-                        "p_key": f"{run_id}/{step_id}/{p}",
+                        "p_phone": p,
                         "p_status": s,
                         "p_code": c,
                         "p_at": a,

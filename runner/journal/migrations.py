@@ -15,7 +15,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from runner.journal.tallies import create_tallies
+from runner.journal.tallies import create_tallies, create_tally_triggers
+from runner.journal.texts import PG_DIGEST, text_digest
 
 Migration = Callable[[Connection], None]
 
@@ -260,6 +261,94 @@ def _tallies(conn: Connection) -> None:
     )
 
 
+def _compact_messages(conn: Connection) -> None:
+    """A smaller message row: each distinct text once in ``texts``, a message
+    holding its number; no ``idem_key`` (its primary key says the same, and the
+    key's unique index was a second copy of it); ``claimed_by`` only while a
+    message is claimed (pending or reserved)."""
+    sa.Table(
+        "texts",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("digest", sa.String, nullable=False, unique=True),
+        sa.Column("text", sa.Text, nullable=False),
+    ).create(conn)
+    claimed = "CASE WHEN status IN ('pending', 'reserved') THEN claimed_by ELSE NULL END"
+    if conn.dialect.name == "postgresql":
+        digest = PG_DIGEST.format(col="text")
+        for ddl in (
+            f"INSERT INTO texts (digest, text) SELECT {digest}, text FROM messages "
+            "GROUP BY text ORDER BY min(created_at)",
+            "ALTER TABLE messages ADD COLUMN text_id INTEGER",
+            f"UPDATE messages AS m SET text_id = t.id, claimed_by = {claimed} "
+            "FROM texts AS t WHERE t.text = m.text",
+            "ALTER TABLE messages ALTER COLUMN text_id SET NOT NULL",
+            "ALTER TABLE messages DROP COLUMN text",
+            "ALTER TABLE messages DROP COLUMN idem_key",
+        ):
+            conn.exec_driver_sql(ddl)
+        return
+    # SQLite drops neither a unique column nor, here, a column in place: the
+    # table is built again, its indexes and the counts' triggers with it
+    conn.connection.driver_connection.create_function(  # type: ignore[union-attr]
+        "text_digest", 1, text_digest, deterministic=True
+    )
+    conn.exec_driver_sql(
+        "INSERT INTO texts (digest, text) SELECT text_digest(text), text "
+        "FROM messages GROUP BY text ORDER BY min(rowid)"
+    )
+    compact = sa.Table(
+        "messages_compact",
+        sa.MetaData(),
+        sa.Column("run_id", sa.String, primary_key=True),
+        sa.Column("step_id", sa.String, primary_key=True),
+        sa.Column("phone", sa.String, primary_key=True),
+        sa.Column("seq", sa.Integer, nullable=False),
+        sa.Column("provider", sa.String, nullable=False),
+        sa.Column("status", sa.String, nullable=False),
+        sa.Column("provider_message_id", sa.String),
+        sa.Column("provider_status", sa.String),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("error_kind", sa.String),
+        sa.Column("error_code", sa.String),
+        sa.Column("error_detail", sa.String),
+        sa.Column("segments", sa.Integer, nullable=False),
+        sa.Column("text_id", sa.Integer, nullable=False),
+        sa.Column("source_row", sa.Integer),
+        sa.Column("created_at", sa.String, nullable=False),
+        sa.Column("sent_at", sa.String),
+        sa.Column("delivery_status", sa.String),
+        sa.Column("delivery_code", sa.String),
+        sa.Column("delivery_at", sa.String),
+        sa.Column("claimed_by", sa.String),
+        sa.Column("zone", sa.String),
+        sa.Column("secret_digest", sa.String),
+        sa.Column("variant", sa.String),
+    )
+    compact.create(conn)
+    kept = [c.name for c in compact.columns if c.name not in ("text_id", "claimed_by")]
+    names = ", ".join(kept)
+    conn.exec_driver_sql(
+        f"INSERT INTO messages_compact ({names}, text_id, claimed_by) "
+        f"SELECT {', '.join('m.' + n for n in kept)}, t.id, {claimed} "
+        "FROM messages AS m JOIN texts AS t ON t.digest = text_digest(m.text) "
+        "ORDER BY m.rowid"
+    )
+    for ddl in (
+        "DROP TABLE messages",  # its indexes and triggers with it
+        "ALTER TABLE messages_compact RENAME TO messages",
+        "CREATE INDEX ix_messages_seq ON messages (run_id, step_id, seq)",
+        "CREATE INDEX ix_messages_queued ON messages (run_id, step_id, seq) "
+        "WHERE status = 'queued'",
+        "CREATE INDEX ix_messages_phone ON messages (phone, sent_at)",
+        "CREATE INDEX ix_messages_outcomes ON messages (run_id, step_id, status) "
+        "WHERE status IN "
+        "('failed', 'unknown', 'deferred', 'cancelled', 'suppressed', 'capped')",
+    ):
+        conn.exec_driver_sql(ddl)
+    create_tally_triggers(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("0001_initial", _initial),
     ("0002_modes_order_history", _modes_order_history),
@@ -270,4 +359,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("0007_pins", _pins),
     ("0008_callbacks", _callbacks),
     ("0009_tallies", _tallies),
+    ("0010_compact_messages", _compact_messages),
 ]

@@ -12,10 +12,12 @@ from sqlalchemy.engine import Connection
 
 from runner.journal.store import Store
 from runner.journal.tables import (
+    MESSAGE_COLUMNS,
     OUTCOME_STATUSES,
     message_history,
     message_tallies,
     messages,
+    messages_with_text,
     runs,
     steps,
 )
@@ -124,7 +126,11 @@ class Reads(Store):
     def messages_for(
         self, run_id: str, step_id: str | None = None, status: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:
-        q = sa.select(messages).where(messages.c.run_id == run_id)
+        q = (
+            sa.select(*MESSAGE_COLUMNS)
+            .select_from(messages_with_text)
+            .where(messages.c.run_id == run_id)
+        )
         if step_id is not None:
             q = q.where(messages.c.step_id == step_id)
         if status:
@@ -169,7 +175,11 @@ class Reads(Store):
     ) -> list[dict[str, Any]]:
         """Every message to one number (of ``campaign``), each with its earlier
         outcomes (``history``, oldest first)."""
-        q = sa.select(messages).where(messages.c.phone == phone)
+        q = (
+            sa.select(*MESSAGE_COLUMNS)
+            .select_from(messages_with_text)
+            .where(messages.c.phone == phone)
+        )
         if campaign is not None:
             q = q.where(
                 messages.c.run_id.in_(

@@ -189,7 +189,7 @@ class SuppressionRecords(Store):
         The plan-time hold cannot see two campaigns planning at once; this runs
         on the claimed rows, right before their calls. A message sent (or maybe
         sent) counts; one claimed by another send counts when it was claimed
-        first (``sent_at``, then ``idem_key``, as a total order), so of two
+        first (``sent_at``, then run and step, as a total order), so of two
         claims racing for one number exactly one goes out.
         """
         if not phones:
@@ -200,7 +200,8 @@ class SuppressionRecords(Store):
             other.c.sent_at < messages.c.sent_at,
             sa.and_(
                 other.c.sent_at == messages.c.sent_at,
-                other.c.idem_key < messages.c.idem_key,
+                sa.tuple_(other.c.run_id, other.c.step_id)
+                < sa.tuple_(messages.c.run_id, messages.c.step_id),
             ),
         )
         got = (

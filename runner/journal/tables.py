@@ -97,7 +97,6 @@ messages = sa.Table(
     sa.Column("step_id", sa.String, primary_key=True),
     sa.Column("phone", sa.String, primary_key=True),  # E.164
     sa.Column("seq", sa.Integer, nullable=False),  # the recipient's order in the plan
-    sa.Column("idem_key", sa.String, nullable=False, unique=True),
     sa.Column("provider", sa.String, nullable=False),
     # queued: planned, never called | pending: intent committed, call may be under way
     # sent | failed | unknown: the call may have reached the provider, outcome unknown
@@ -109,7 +108,7 @@ messages = sa.Table(
     sa.Column("error_code", sa.String),
     sa.Column("error_detail", sa.String),
     sa.Column("segments", sa.Integer, nullable=False, default=1),
-    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("text_id", sa.Integer, nullable=False),  # texts.id: the exact text
     sa.Column("source_row", sa.Integer),
     sa.Column("created_at", sa.String, nullable=False),
     sa.Column("sent_at", sa.String),
@@ -117,7 +116,7 @@ messages = sa.Table(
     sa.Column("delivery_code", sa.String),
     sa.Column("delivery_at", sa.String),
     # the process (and which of its sends) whose intent a pending row is: when
-    # that process is gone, the row's outcome is unknown
+    # that process is gone, the row's outcome is unknown; cleared with the outcome
     sa.Column("claimed_by", sa.String),
     # the recipient's IANA zone, for a sending window on their own clock
     sa.Column("zone", sa.String),
@@ -125,6 +124,20 @@ messages = sa.Table(
     # which of the template's variants the text is (``by: lang``); NULL without
     sa.Column("variant", sa.String),
 )
+# Each distinct text once: a campaign's messages share few texts (a template's
+# variants, a field with few values), so a message holds the number of its text.
+# Found by its digest (blake2b-128, hex) when a plan writes it.
+texts = sa.Table(
+    "texts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String, nullable=False, unique=True),
+    sa.Column("text", sa.Text, nullable=False),
+)
+# a message's columns as the readers want them: its text in place of text_id
+messages_with_text = messages.join(texts, texts.c.id == messages.c.text_id)
+MESSAGE_COLUMNS = (*(c for c in messages.c if c.name != "text_id"), texts.c.text)
+
 sa.Index("ix_messages_seq", messages.c.run_id, messages.c.step_id, messages.c.seq)
 # what is left to claim, found without reading what was sent
 sa.Index(

@@ -102,5 +102,11 @@ def create_tallies(conn: Connection) -> None:
         "sum(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END) "
         f"FROM messages GROUP BY {KEY}"
     )
+    create_tally_triggers(conn)
+
+
+def create_tally_triggers(conn: Connection) -> None:
+    """The triggers on ``messages`` that keep the counts (again, after the table
+    is rebuilt)."""
     for ddl in _PG if conn.dialect.name == "postgresql" else _SQLITE:
         conn.exec_driver_sql(ddl)

@@ -35,6 +35,7 @@ INTERRUPTED = {
     "error_kind": "interrupted",
     "error_code": "interrupted",
     "error_detail": "the sender stopped before the outcome was recorded",
+    "claimed_by": None,  # the claim is over: its outcome is unknown
 }
 
 

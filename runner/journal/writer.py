@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from runner.audience.recipient import Skipped
 from runner.errors import JournalError
 from runner.journal.store import Store, now_iso
+from runner.journal.texts import TextIds
 
 # run in a plan's transaction over the seq range it inserted (``BatchHold``)
 Hold = Callable[[Connection, int, int], None]
@@ -77,28 +78,43 @@ _UPDATE_OUTCOME = """
 UPDATE messages SET
   status = ?, provider = ?, attempts = ?, provider_message_id = ?,
   provider_status = ?, error_kind = ?, error_code = ?, error_detail = ?,
-  secret_digest = coalesce(?, secret_digest), sent_at = coalesce(?, sent_at)
+  secret_digest = coalesce(?, secret_digest), sent_at = coalesce(?, sent_at),
+  claimed_by = NULL
 WHERE run_id = ? AND step_id = ? AND phone = ?
 """
-# (the claim wrote sent_at when the call started; a sent outcome gives the exact time)
+# (the claim wrote sent_at when the call started; a sent outcome gives the exact
+# time; the claim is over: who claimed it only matters while it is pending)
 
 
 # On PostgreSQL the batch goes as one statement over arrays: an executemany is a
 # round trip per row, each a turn at the GIL among the busy sending threads
-# (0.7 ms a row measured, most of a claim's time, issue 15). Rows are matched by
-# their unique idem_key: by (run_id, step_id, phone), a table without statistics
-# for a new run got an index scan over the step's rows in seq order per row.
+# (0.7 ms a row measured, most of a claim's time, issue 15). Each row is found
+# by its number (ix_messages_phone: a number has few messages), its run and step
+# written in a form no index can use, in a nested loop (_ONE_BY_ONE): planned
+# freely, a table without statistics for a new run got a scan of the step's
+# rows per row (by ix_messages_seq, the phone a filter: 0.8 s a batch at 200k
+# messages), or a sort of the whole table per batch.
 _UPDATE_OUTCOMES_ARRAYS = """
 UPDATE messages AS m SET
   status = v.status, provider = v.provider, attempts = v.attempts,
   provider_message_id = v.mid, provider_status = v.pstatus, error_kind = v.ekind,
   error_code = v.ecode, error_detail = v.edetail,
-  secret_digest = coalesce(v.secret, m.secret_digest), sent_at = coalesce(v.at, m.sent_at)
+  secret_digest = coalesce(v.secret, m.secret_digest),
+  sent_at = coalesce(v.at, m.sent_at), claimed_by = NULL
 FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],
-            %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
-  AS v(status, provider, attempts, mid, pstatus, ekind, ecode, edetail, secret, at, key)
-WHERE m.idem_key = v.key
+            %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+            %s::text[])
+  AS v(status, provider, attempts, mid, pstatus, ekind, ecode, edetail, secret, at,
+       run_id, step_id, phone)
+WHERE m.phone = v.phone
+  AND m.run_id || '/' || m.step_id = v.run_id || '/' || v.step_id
 """
+
+
+_ONE_BY_ONE = (
+    "SELECT set_config('enable_hashjoin', %s, true),"
+    " set_config('enable_mergejoin', %s, true)"
+)
 
 
 def _update_outcomes(conn: Connection, sql: str, arrays: bool, rows: list[Any]) -> None:
@@ -107,9 +123,11 @@ def _update_outcomes(conn: Connection, sql: str, arrays: bool, rows: list[Any]) 
         conn.exec_driver_sql(sql, rows)
         return
     # one row a message, the last outcome winning as in the per-row form
-    last = {"/".join(r[-3:]): r[:-3] for r in rows}
+    last = {r[-3:]: r for r in rows}
     columns = [list(c) for c in zip(*last.values(), strict=True)]
-    conn.exec_driver_sql(sql, (*columns, list(last)))
+    conn.exec_driver_sql(_ONE_BY_ONE, ("off", "off"))
+    conn.exec_driver_sql(sql, tuple(columns))
+    conn.exec_driver_sql(_ONE_BY_ONE, ("on", "on"))  # for the rest of the transaction
 
 
 def _outcome_row(o: Outcome) -> tuple[Any, ...]:
@@ -140,7 +158,8 @@ WHERE run_id = ? AND step_id = ? AND status = 'queued' AND phone IN (
   SELECT phone FROM messages
   WHERE run_id = ? AND step_id = ? AND status = 'queued' AND seq > ?
   ORDER BY seq LIMIT ?)
-RETURNING seq, phone, text, segments, source_row
+RETURNING seq, phone, (SELECT text FROM texts WHERE texts.id = messages.text_id),
+  segments, source_row
 """
 
 # PostgreSQL: the rows are locked in a CTE, evaluated once, so the LIMIT holds
@@ -156,7 +175,8 @@ WITH c AS (
   ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED)
 UPDATE messages SET status = ?, provider = ?, sent_at = ?, claimed_by = ?
 WHERE messages.ctid = ANY(ARRAY(SELECT ctid FROM c))
-RETURNING messages.seq, messages.phone, messages.text, messages.segments,
+RETURNING messages.seq, messages.phone,
+  (SELECT texts.text FROM texts WHERE texts.id = messages.text_id), messages.segments,
   messages.source_row
 """
 
@@ -168,9 +188,9 @@ WHERE run_id = ? AND step_id = ? AND phone = ? AND status = 'reserved'
 
 _INSERT_PLANNED = """
 INSERT INTO messages (
-  run_id, step_id, phone, seq, idem_key, provider, status, attempts, segments,
-  text, source_row, created_at, error_kind, error_code, error_detail, zone, variant
-) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  run_id, step_id, phone, seq, provider, status, attempts, segments,
+  text_id, source_row, created_at, error_kind, error_code, error_detail, zone, variant
+) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 _INSERT_SKIPPED = """
@@ -181,12 +201,13 @@ INSERT INTO skipped_rows (
 
 # A campaign file changed under an unfinished run: messages never called are
 # rendered again (a text that failed to render may render now); a message that
-# may have reached the provider is never touched.
+# may have reached the provider is never touched. (Rows found as outcomes are
+# on PostgreSQL: by their number, run and step in a form no index can use.)
 _RERENDER = """
 UPDATE messages SET
-  text = ?, segments = ?, source_row = ?, status = ?, error_kind = ?, error_code = ?,
-  error_detail = ?, variant = ?
-WHERE idem_key = ?
+  text_id = ?, segments = ?, source_row = ?, status = ?, error_kind = ?,
+  error_code = ?, error_detail = ?, variant = ?
+WHERE phone = ? AND run_id || '/' || step_id = ?
   AND (status = 'queued' OR (status = 'failed' AND error_kind = 'template'))
 """
 
@@ -201,7 +222,9 @@ def driver_sql(sql: str, paramstyle: str) -> str:
     raise JournalError(f"journal driver paramstyle {paramstyle!r} is not supported")
 
 
-def _insert_planned(conn: Connection, sql: str, rows: Sequence[Planned]) -> None:
+def _insert_planned(
+    conn: Connection, sql: str, rows: Sequence[Planned], text_ids: dict[str, int]
+) -> None:
     at = now_iso()
     conn.exec_driver_sql(
         sql,
@@ -211,11 +234,10 @@ def _insert_planned(conn: Connection, sql: str, rows: Sequence[Planned]) -> None
                 r.step_id,
                 r.phone,
                 r.seq,
-                f"{r.run_id}/{r.step_id}/{r.phone}",
                 r.provider,
                 r.status,
                 r.segments,
-                r.text,
+                text_ids[r.text],
                 r.source_row,
                 at,
                 r.error_kind,
@@ -251,12 +273,14 @@ def _insert_skipped(conn: Connection, sql: str, rows: Sequence[LeftOut]) -> None
     )
 
 
-def _rerender(conn: Connection, sql: str, rows: Sequence[Planned]) -> None:
+def _rerender(
+    conn: Connection, sql: str, rows: Sequence[Planned], text_ids: dict[str, int]
+) -> None:
     conn.exec_driver_sql(
         sql,
         [
             (
-                r.text,
+                text_ids[r.text],
                 r.segments,
                 r.source_row,
                 r.status,
@@ -264,7 +288,8 @@ def _rerender(conn: Connection, sql: str, rows: Sequence[Planned]) -> None:
                 r.error_code,
                 r.error_detail,
                 r.variant,
-                f"{r.run_id}/{r.step_id}/{r.phone}",
+                r.phone,
+                f"{r.run_id}/{r.step_id}",
             )
             for r in rows
         ],
@@ -301,6 +326,7 @@ class JournalWriter:
         self._locking = journal.engine.dialect.name == "postgresql"
         self._claim_sql = driver_sql(_CLAIM_LOCKED if self._locking else _CLAIM, style)
         self._calling_sql = driver_sql(_CALLING, style)
+        self._texts = TextIds(style)
         self._thread = threading.Thread(
             target=self._loop, name="journal-writer", daemon=True
         )
@@ -435,17 +461,20 @@ class JournalWriter:
                     pending.append(_outcome_row(payload))
                     if len(pending) < self.flush_every:
                         continue
+                text_ids: dict[str, int] = {}
                 with self.journal.connect() as conn:
                     if pending:
                         _update_outcomes(conn, self._update_sql, self._arrays, pending)
                     if kind in ("plan", "rerender"):
                         rows, left_out, hold = payload
+                        if rows:
+                            text_ids = self._texts.ids(conn, {r.text for r in rows})
                         if rows and kind == "plan":
-                            _insert_planned(conn, self._insert_sql, rows)
+                            _insert_planned(conn, self._insert_sql, rows, text_ids)
                             if hold is not None:
                                 hold(conn, rows[0].seq, rows[-1].seq)
                         elif rows:
-                            _rerender(conn, self._rerender_sql, rows)
+                            _rerender(conn, self._rerender_sql, rows, text_ids)
                         if left_out:
                             _insert_skipped(conn, self._skipped_sql, left_out)
                     elif kind == "claim":
@@ -464,6 +493,7 @@ class JournalWriter:
                         )
                     elif kind == "calling":
                         conn.exec_driver_sql(self._calling_sql, payload)
+                self._texts.remember(text_ids)  # committed
                 pending.clear()
                 last = time.monotonic()
             except BaseException as e:  # surfaced to the caller by _raise

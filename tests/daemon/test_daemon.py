@@ -899,13 +899,20 @@ def test_three_daemons_share_the_sending_at_one_rate_and_survive_a_helper_kill(
             wait_for(lambda: len(runs_of(state)) == 2, "both runs to start")
             host = socket.gethostname()
 
+            seen: dict[int, set[tuple[str, str]]] = {}
+
             def sent_by(d: DaemonProc) -> int:
+                """The messages seen claimed by ``d`` so far (a claim is kept
+                until its outcome: the journal forgets it then)."""
                 mine = f"{host}:{d.proc.pid}:"
-                return sum(
-                    1
+                got = seen.setdefault(d.proc.pid, set())
+                got.update(
+                    (m["run_id"], m["phone"])
                     for m in journal_messages(state)
-                    if m["status"] == "sent" and (m["claimed_by"] or "").startswith(mine)
+                    if m["status"] == "pending"
+                    and (m["claimed_by"] or "").startswith(mine)
                 )
+                return len(got)
 
             leader = wait_for(
                 lambda: next((d for d in daemons if d.events("daemon.leader")), None),
@@ -918,7 +925,8 @@ def test_three_daemons_share_the_sending_at_one_rate_and_survive_a_helper_kill(
             victim.proc.wait()
             wait_for(
                 lambda: (
-                    sorted(r["status"] for r in runs_of(state))
+                    [sent_by(d) for d in daemons if d is not victim]
+                    and sorted(r["status"] for r in runs_of(state))
                     == ["succeeded", "succeeded"]
                 ),
                 "both runs to complete",

@@ -72,7 +72,10 @@ def test_plan_claim_outcome_and_crash_leftovers(where: Where) -> None:
     assert counts == {"queued": 6, "sent": 1, "failed": 1, "unknown": 2}
     sent = j.messages_for(run, "s", ["sent"])
     assert sent[0]["provider_message_id"] == "-81"
-    assert sent[0]["idem_key"] == f"{run}/s/{rows[0][1]}"
+    assert sent[0]["text"] == rows[0][2] == "text 0"  # the claim gave the exact text
+    # who claimed a message matters while it is claimed, not after its outcome
+    settled = j.messages_for(run, "s", ["sent", "failed", "unknown"])
+    assert len(settled) == 4 and all(m["claimed_by"] is None for m in settled)
     # the queue continues after the last claimed seq; only never-called rows come back
     assert [r[0] for r in j.queued(run, "s", 0, 100)] == [5, 6, 7, 8, 9, 10]
     j.close()
@@ -208,7 +211,7 @@ def test_a_plan_written_in_the_background_fails_loudly_at_the_flush(
         j.writer.flush()
     assert str(e.value) == (
         "journal write failed: IntegrityError: UNIQUE constraint failed: "
-        "messages.idem_key"
+        "messages.run_id, messages.step_id, messages.phone"
     )  # one line, no SQL, no phone numbers
     assert j.message_counts(run, "s") == {"queued": 3}  # the first batch stands
     j.close()
@@ -532,5 +535,81 @@ def test_a_numbers_trail_is_every_message_left_out_row_and_entry(where: Where) -
         only_a = trail_of(j, "+34600000000", "+34600000000", "a")
         assert [o.run["id"] for o in only_a.outcomes] == [first]
         assert trail_of(j, "+34699999999", "+34699999999").empty
+    finally:
+        j.close()
+
+
+def test_a_journal_with_texts_in_its_messages_keeps_them_exactly_once_compacted(
+    where: Where,
+) -> None:
+    """0010 on a journal with messages: each distinct text is kept once and every
+    message still reads its own, exactly; idem_key goes; a settled message's
+    claim is cleared, a pending one's kept (a crash's leftovers still settle);
+    the kept counts survive the rebuilt table and still follow changes."""
+    engine = sa.create_engine(where.url or f"sqlite:///{where.path}")
+    with engine.begin() as conn:
+        migrations_table.create(conn)
+        for name, apply in MIGRATIONS[:9]:
+            apply(conn)
+            conn.execute(migrations_table.insert().values(name=name, applied_at="x"))
+        conn.exec_driver_sql(
+            "INSERT INTO runs (id, campaign, campaign_path, status, started_at,"
+            " options) VALUES ('r1', 'promo', 'promo.yaml', 'running', '2026-01-01',"
+            " '{}')"
+        )
+        texts = ["Hola Ana, ¿vienes? 🎉", "Hi Bo", "Hola Ana, ¿vienes? 🎉", "x " * 200]
+        for i, (text, status, claim) in enumerate(
+            zip(
+                texts,
+                ["sent", "failed", "pending", "queued"],
+                ["w:1:t#1", "w:1:t#1", "gone:2:t#1", None],
+                strict=True,
+            )
+        ):
+            phone = f"+3460000000{i}"
+            conn.exec_driver_sql(
+                "INSERT INTO messages (run_id, step_id, phone, seq, idem_key, provider,"
+                " status, attempts, segments, text, created_at, claimed_by) VALUES"
+                f" ('r1', 'blast', '{phone}', {i + 1}, 'r1/blast/{phone}', 'sms',"
+                f" '{status}', 1, 1, ?, '2026-01-01', ?)".replace(
+                    "?", "%s" if where.url else "?"
+                ),
+                (text, claim),
+            )
+    engine.dispose()
+    j = Journal(where)
+    try:
+        got = j.messages_for("r1")
+        assert [m["text"] for m in got] == texts
+        assert [m["claimed_by"] for m in got] == [None, None, "gone:2:t#1", None]
+        assert all("idem_key" not in m and "text_id" not in m for m in got)
+        with j.connect() as conn:
+            assert conn.scalar(sa.text("SELECT count(*) FROM texts")) == 3
+        assert j.message_counts("r1") == {
+            "sent": 1,
+            "failed": 1,
+            "pending": 1,
+            "queued": 1,
+        }
+        assert j.settle_interrupted("r1", "blast") == 1  # its claimer is gone
+        assert [r[2] for r in j.queued("r1", "blast", 0, 10)] == [texts[3]]
+        # new plans find the texts already there and add only the new one
+        j.writer.plan(
+            [
+                Planned("r1", "again", "+34600000009", 1, "sms", texts[0], 1, 1),
+                Planned("r1", "again", "+34600000008", 2, "sms", "new", 1, 2),
+            ]
+        )
+        with j.connect() as conn:
+            assert conn.scalar(sa.text("SELECT count(*) FROM texts")) == 4
+        rows = j.writer.claim("r1", "again", "sms", "me#1", 0, 5)
+        assert [r[2] for r in rows] == [texts[0], "new"]
+        assert j.message_counts("r1") == {
+            "sent": 1,
+            "failed": 1,
+            "unknown": 1,
+            "queued": 1,
+            "pending": 2,
+        }
     finally:
         j.close()
