@@ -3,9 +3,10 @@
 A journal created by any release upgrades in place: a migration is appended,
 never edited once released, and states its own DDL (the first one is the first
 release's tables, frozen here) so that a new journal and an upgraded one end
-with the same schema (``tables.py``, checked by a test). Only portable DDL:
-``ADD COLUMN``, ``CREATE TABLE``, ``CREATE INDEX`` read the same on SQLite and
-PostgreSQL.
+with the same schema (``tables.py``, checked by a test). Portable DDL where it
+can be: ``ADD COLUMN``, ``CREATE TABLE``, ``CREATE INDEX`` read the same on SQLite
+and PostgreSQL; what is dropped is dropped in each one's way (SQLite builds the
+table again, 0010).
 """
 
 from __future__ import annotations
