@@ -356,6 +356,9 @@ def test_of_two_claims_racing_for_a_capped_number_the_first_goes(where: Where) -
         phones = [f"+3460000{i:04d}" for i in range(2)]
         # both planned; a claims first, then b: each sees the other's claim
         j.writer.claim(a, "s", "main", "x#1", 0, 2)
+        # claims in one millisecond (sent_at's grain) are ordered by run id: b's
+        # must come later for a to be the first whatever the two runs' ids
+        time.sleep(0.002)
         j.writer.claim(b, "s", "main", "y#1", 0, 2)
         cap = FrequencyCap(1, timedelta(hours=24))
         now = datetime.now(UTC)
