@@ -20,8 +20,8 @@ recipients file's digest come first) to its first message at the provider,
 planning recipients/s (until the step's plan is committed), journal bytes per
 message (the database and its WAL
 over the message rows), and the time ``history``, ``status``, ``show RUN`` take
-(the command's own time: its ``--help``, measured in the same run, taken off:
-the interpreter's start and the imports) and one ``/metrics`` scrape's journal reads.
+(the command's own time, run in the bench's process once imported) and one
+``/metrics`` scrape's journal reads.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -221,40 +222,45 @@ def plan_only(folder: Path) -> None:
     )
 
 
-def command_ms(*args: str) -> float:
-    t0 = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    took = (time.perf_counter() - t0) * 1000
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)}: exit {done.returncode}: {done.stderr}")
-    return took
-
-
 def reads(state: Path, run_id: str) -> dict[str, float]:
-    """Each read's own time: the command's, less the same command's ``--help``
-    (the interpreter's start and the same imports), best of three each."""
-    out = {}
-    for name, args in (
-        ("history", ("history", "--state", str(state))),
-        ("status", ("status", "--state", str(state))),
-        ("show", ("show", run_id, "--state", str(state))),
-    ):
-        base = min(command_ms(name, "--help") for _ in range(3))
-        out[name] = max(0.0, min(command_ms(*args) for _ in range(3)) - base)
+    """Each read's own time: the command run in this process (its imports done
+    by a first, untimed call), and one ``/metrics`` scrape's journal reads; the
+    best of five each. (Timing whole processes, the interpreter's start and the
+    imports jitter by more than the reads take.)"""
     sys.path.insert(0, str(ROOT))
+    import contextlib
+    import io
+
+    from runner.cli import main as cli
     from runner.journal.journal import Journal
 
+    def timed(call: Callable[[], object]) -> float:
+        call()
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            call()
+            best = min(best, (time.perf_counter() - t0) * 1000)
+        return best
+
+    def command(*args: str) -> Callable[[], object]:
+        def call() -> object:
+            with contextlib.redirect_stdout(io.StringIO()):
+                code = cli([*args, "--state", str(state)])
+            if code != 0:
+                raise SystemExit(f"{' '.join(args)}: exit {code}")
+            return code
+
+        return call
+
+    out = {
+        "history": timed(command("history")),
+        "status": timed(command("status")),
+        "show": timed(command("show", run_id)),
+    }
     j = Journal(state)
     try:
-        t0 = time.perf_counter()
-        j.metric_figures()
-        out["metrics"] = (time.perf_counter() - t0) * 1000
+        out["metrics"] = timed(j.metric_figures)
     finally:
         j.close()
     return out
