@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from runner.errors import RecipientError
 
@@ -40,7 +40,20 @@ SPILL_BATCH = 10_000  # numbers an insert (its JSON text stays small)
 CACHE_KB = 8192  # SQLite's page cache, per connection
 
 
-class NumberSet:
+class Closes:
+    """``with`` closes it: a NumberSet, and what holds one (its temporary file)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NumberSet(Closes):
     """Numbers as ints (the digits of the E.164 number), added and looked up in
     batches; in memory up to ``limit`` (default ``SPILL_AT``), then in a
     temporary SQLite file."""
@@ -113,17 +126,6 @@ class NumberSet:
         if self._cleanup is not None:
             self._cleanup()
         self._folder = None
-
-    def __enter__(self) -> NumberSet:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @contextlib.contextmanager
     def _file_errors(self) -> Iterator[None]:

@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TextIO
 
 from runner.audience import render as batch
 from runner.audience.encoding import GSM7, UCS2
 from runner.audience.failures import Failures
-from runner.audience.numberset import NumberSet
+from runner.audience.numberset import Closes, NumberSet
 from runner.audience.recipient import RecipientStats
 from runner.audience.render import BY_DATA, BY_TEXT, FAILED, GSM, UNICODE, Message, Pack
 from runner.errors import RecipientError, UsageError
@@ -89,7 +88,7 @@ class Tally:
         return SendTotals(self.messages, self.segments, by_encoding, self.failed)
 
 
-class Merge:
+class Merge(Closes):
     """Packs in file order: duplicates dropped (the first row wins), all counted,
     every kept message tallied and written. Closing it forgets the numbers seen."""
 
@@ -170,17 +169,6 @@ class Merge:
 
     def close(self) -> None:
         self.seen.close()
-
-    def __enter__(self) -> Merge:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def send_steps(campaign: Campaign, step_id: str | None = None) -> list[tuple[str, str]]:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from runner.audience import sources
-from runner.audience.numberset import NumberSet
+from runner.audience.numberset import Closes, NumberSet
 from runner.audience.phones import InvalidPhone, PhoneNormalizer, mask_phone
 from runner.audience.recipient import InvalidRow, Recipient, RecipientStats, Skipped
 from runner.audience.sources import Row
@@ -27,7 +26,7 @@ from runner.model.campaign import Campaign, RecipientSource
 CHUNK_ROWS = 2000  # rows screened together (one batch of lookups)
 
 
-class Screen:
+class Screen(Closes):
     """The checks of one row that do not depend on other rows (so that worker
     processes can run them): phone, opt-out list, ``where``."""
 
@@ -76,17 +75,6 @@ class Screen:
     def close(self) -> None:
         """Remove the opt-out list's temporary file, if it has one."""
         self.excluded.close()
-
-    def __enter__(self) -> Screen:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def matches(self, recipient: Recipient) -> bool:
         """Whether ``where`` holds for the recipient (True without one)."""

@@ -26,12 +26,12 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from itertools import accumulate
-from types import TracebackType
 from typing import Any, NamedTuple
 
 from runner.audience import sources
 from runner.audience.encoding import UCS2
 from runner.audience.failures import Unrendered
+from runner.audience.numberset import Closes
 from runner.audience.phones import mask_phone
 from runner.audience.recipient import InvalidRow, Recipient
 from runner.audience.recipients import Screen
@@ -91,7 +91,7 @@ class Pack(NamedTuple):
     ends: array[int]  # where each row's part of ``text`` ends (all its templates)
 
 
-class Job:
+class Job(Closes):
     """What to render for every row, and how to write it."""
 
     def __init__(
@@ -118,17 +118,6 @@ class Job:
     def close(self) -> None:
         """Remove the opt-out list's temporary file, if it has one."""
         self.screen.close()
-
-    def __enter__(self) -> Job:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def pack(self, rows: Iterable[sources.Row], details: bool = False) -> Pack:
         """Check and render a chunk of rows; ``details`` keeps each message too."""
