@@ -94,6 +94,18 @@ def rows_of(state: Path | str) -> list[dict[str, Any]]:
         j.close()
 
 
+def break_variant(campaign: Path, lang: str) -> None:
+    """The template's ``lang`` variant names a field no recipient has."""
+
+    def apply(data: dict[str, Any]) -> None:
+        variants = data["templates"]["promo"]["variants"]
+        variants[lang] = variants[lang].replace(
+            "{{ name | first_name }}", "{{ recipient.nmae }}"
+        )
+
+    edit(campaign, apply)
+
+
 def when(ts: str) -> float:
     return datetime.fromisoformat(ts).timestamp()
 
@@ -136,13 +148,7 @@ def test_a_sample_that_cannot_render_stops_the_step_with_nothing_sent(
 ) -> None:
     campaign, sb = sandbox
 
-    def broken(data: dict[str, Any]) -> None:
-        es = data["templates"]["promo"]["variants"]["es"]
-        data["templates"]["promo"]["variants"]["es"] = es.replace(
-            "{{ name | first_name }}", "{{ recipient.nmae }}"
-        )
-
-    edit(campaign, broken)
+    break_variant(campaign, "es")
     state = tmp_path / "j.db"
     assert run(campaign, state) == 1
     out = capsys.readouterr().out
@@ -165,14 +171,8 @@ def test_a_message_failing_after_the_sample_is_recorded_and_never_sent(
     lines = csv.read_text().splitlines()
     lines[2500] = lines[2500].replace(",es", ",en")  # the one English recipient
 
-    def broken(data: dict[str, Any]) -> None:
-        en = data["templates"]["promo"]["variants"]["en"]
-        data["templates"]["promo"]["variants"]["en"] = en.replace(
-            "{{ name | first_name }}", "{{ recipient.nmae }}"
-        )
-
     csv.write_text("\n".join(lines) + "\n")
-    edit(campaign, broken)
+    break_variant(campaign, "en")
     state = tmp_path / "j.db"
     assert run(campaign, state) == 1
     out = capsys.readouterr().out
