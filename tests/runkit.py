@@ -20,6 +20,7 @@ import yaml
 from paths import CAMPAIGNS
 
 from runner.journal.journal import Journal
+from runner.journal.where import locate
 
 # what the MailUp examples' ${VARS} resolve to in tests (the sandbox accepts them)
 MAILUP_ENV = {
@@ -162,9 +163,11 @@ def standalone_sandbox(
 
 
 def journal_rows(
-    state: Path, run_id: str | None = None
+    state: Path | str, run_id: str | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
-    j = Journal(state)
+    """A run's messages (the latest run's by default), from a journal file or a
+    database URL."""
+    j = Journal(locate(str(state)))
     try:
         if run_id is None:
             run_id = j.list_runs(limit=1)[0]["id"]

@@ -31,8 +31,6 @@ from runkit import (
 import runner.engine.ahead
 import runner.engine.plan
 from runner.cli import main
-from runner.journal.journal import Journal
-from runner.journal.where import locate
 
 N = 3000
 SAMPLE = 300
@@ -86,14 +84,6 @@ def run(campaign: Path, state: Path | str) -> int:
     return main(["run", str(campaign), "--now", "--state", str(state), "--log", str(log)])
 
 
-def rows_of(state: Path | str) -> list[dict[str, Any]]:
-    j = Journal(locate(str(state)))
-    try:
-        return j.messages_for(j.list_runs(limit=1)[0]["id"])
-    finally:
-        j.close()
-
-
 def break_variant(campaign: Path, lang: str) -> None:
     """The template's ``lang`` variant names a field no recipient has."""
 
@@ -130,7 +120,7 @@ def test_the_first_messages_go_while_the_rest_is_planned_each_once(
     got = received(sb)
     assert set(got) == set(numbers) - set(stopped)
     assert set(got.values()) == {1}
-    rows = rows_of(state)
+    _, rows = journal_rows(state)
     assert Counter(r["status"] for r in rows) == {"sent": N - 2, "suppressed": 2}
     planned = next(
         e for e in events(tmp_path / "events.jsonl") if e["event"] == "step.planned"
@@ -239,7 +229,7 @@ def test_cancel_while_planning_stops_the_plan_and_the_sending(tmp_path: Path) ->
         got = received(sb)
         time.sleep(0.5)
         assert received(sb) == got and set(got.values()) == {1}
-    rows = rows_of(state)
+    _, rows = journal_rows(state)
     assert len(rows) < 30_000  # the rest was never planned
     statuses = Counter(r["status"] for r in rows)
     assert statuses["sent"] == len(got) and set(statuses) <= {"sent", "cancelled"}
