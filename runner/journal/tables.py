@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from runner.journal.instants import Instant
+
 metadata = sa.MetaData()
 
 migrations_table = sa.Table(
@@ -93,9 +95,9 @@ steps = sa.Table(
 messages = sa.Table(
     "messages",
     metadata,
-    sa.Column("run_id", sa.String, primary_key=True),
-    sa.Column("step_id", sa.String, primary_key=True),
-    sa.Column("phone", sa.String, primary_key=True),  # E.164
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("step_id", sa.String, nullable=False),
+    sa.Column("phone", sa.String, nullable=False),  # E.164
     sa.Column("seq", sa.Integer, nullable=False),  # the recipient's order in the plan
     sa.Column("provider", sa.String, nullable=False),
     # queued: planned, never called | pending: intent committed, call may be under way
@@ -110,11 +112,11 @@ messages = sa.Table(
     sa.Column("segments", sa.Integer, nullable=False, default=1),
     sa.Column("text_id", sa.Integer, nullable=False),  # texts.id: the exact text
     sa.Column("source_row", sa.Integer),
-    sa.Column("created_at", sa.String, nullable=False),
-    sa.Column("sent_at", sa.String),
+    sa.Column("created_at", Instant, nullable=False),
+    sa.Column("sent_at", Instant),
     sa.Column("delivery_status", sa.String),
     sa.Column("delivery_code", sa.String),
-    sa.Column("delivery_at", sa.String),
+    sa.Column("delivery_at", Instant),
     # the process (and which of its sends) whose intent a pending row is: when
     # that process is gone, the row's outcome is unknown; cleared with the outcome
     sa.Column("claimed_by", sa.String),
@@ -123,6 +125,10 @@ messages = sa.Table(
     sa.Column("secret_digest", sa.String),  # a PIN step's keyed hash of the PIN
     # which of the template's variants the text is (``by: lang``); NULL without
     sa.Column("variant", sa.String),
+    # a message is one per number, run and step; the number first, so the key is
+    # also how a number's messages across campaigns are found (frequency caps,
+    # ``why``, a report's lines) without an index of its own
+    sa.PrimaryKeyConstraint("phone", "run_id", "step_id"),
 )
 # Each distinct text once: a campaign's messages share few texts (a template's
 # variants, a field with few values), so a message holds the number of its text.
@@ -206,7 +212,7 @@ message_history = sa.Table(
     sa.Column("error_kind", sa.String),
     sa.Column("error_code", sa.String),
     sa.Column("error_detail", sa.String),
-    sa.Column("sent_at", sa.String),
+    sa.Column("sent_at", Instant),
 )
 sa.Index(
     "ix_message_history_message",
@@ -257,7 +263,6 @@ message_tallies = sa.Table(
     sa.Column("retries", sa.BigInteger, nullable=False),  # attempts beyond the first
 )
 
-sa.Index("ix_messages_phone", messages.c.phone, messages.c.sent_at)
 
 # Numbers no campaign may send to (a STOP reply, a provider's opt-out refusal, a
 # hand-made entry): ``scope`` marketing spares transactional campaigns (a PIN

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from runner.audience.recipient import Skipped
 from runner.errors import JournalError
+from runner.journal.instants import now_ms, to_ms
 from runner.journal.store import Store, now_iso
 from runner.journal.texts import TextIds
 
@@ -89,7 +90,7 @@ WHERE run_id = ? AND step_id = ? AND phone = ?
 # On PostgreSQL the batch goes as one statement over arrays: an executemany is a
 # round trip per row, each a turn at the GIL among the busy sending threads
 # (0.7 ms a row measured, most of a claim's time, issue 15). Each row is found
-# by its number (ix_messages_phone: a number has few messages), its run and step
+# by its number (the key's first column: a number has few messages), its run and step
 # written in a form no index can use, in a nested loop (_ONE_BY_ONE): planned
 # freely, a table without statistics for a new run got a scan of the step's
 # rows per row (by ix_messages_seq, the phone a filter: 0.8 s a batch at 200k
@@ -102,7 +103,7 @@ UPDATE messages AS m SET
   secret_digest = coalesce(v.secret, m.secret_digest),
   sent_at = coalesce(v.at, m.sent_at), claimed_by = NULL
 FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[], %s::text[],
-            %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+            %s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[],
             %s::text[])
   AS v(status, provider, attempts, mid, pstatus, ekind, ecode, edetail, secret, at,
        run_id, step_id, phone)
@@ -141,7 +142,7 @@ def _outcome_row(o: Outcome) -> tuple[Any, ...]:
         o.error_code,
         o.error_detail,
         o.secret_digest,
-        o.at or None,
+        to_ms(o.at) if o.at else None,
         o.run_id,
         o.step_id,
         o.phone,
@@ -225,7 +226,7 @@ def driver_sql(sql: str, paramstyle: str) -> str:
 def _insert_planned(
     conn: Connection, sql: str, rows: Sequence[Planned], text_ids: dict[str, int]
 ) -> None:
-    at = now_iso()
+    at = now_ms()
     conn.exec_driver_sql(
         sql,
         [
@@ -409,7 +410,7 @@ class JournalWriter:
     def calling(self, run_id: str, step_id: str, phone: str) -> None:
         """A reserved message becomes ``pending`` (it may be called from now on);
         returns once committed, with the outcomes queued before it."""
-        self._sync("calling", (now_iso(), run_id, step_id, phone))
+        self._sync("calling", (now_ms(), run_id, step_id, phone))
 
     def _sync(self, kind: str, payload: Any) -> None:
         done = threading.Event()
@@ -481,7 +482,7 @@ class JournalWriter:
                         run_id, step_id, provider, claimer, after, n, status, box = (
                             payload
                         )
-                        sets = (status, provider, now_iso(), claimer)
+                        sets = (status, provider, now_ms(), claimer)
                         pick = (run_id, step_id, after, n)
                         args = (
                             (*pick, *sets)

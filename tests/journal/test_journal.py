@@ -211,7 +211,7 @@ def test_a_plan_written_in_the_background_fails_loudly_at_the_flush(
         j.writer.flush()
     assert str(e.value) == (
         "journal write failed: IntegrityError: UNIQUE constraint failed: "
-        "messages.run_id, messages.step_id, messages.phone"
+        "messages.phone, messages.run_id, messages.step_id"
     )  # one line, no SQL, no phone numbers
     assert j.message_counts(run, "s") == {"queued": 3}  # the first batch stands
     j.close()
@@ -614,5 +614,85 @@ def test_a_journal_with_texts_in_its_messages_keeps_them_exactly_once_compacted(
             "queued": 1,
             "pending": 2,
         }
+    finally:
+        j.close()
+
+
+def test_message_times_become_milliseconds_and_read_back_as_they_were(
+    where: Where,
+) -> None:
+    """0011 on a journal with messages: every time (ISO text in any of the forms
+    earlier releases wrote) is kept as integer milliseconds, read back as ISO
+    text in UTC; the number leads the key, and caps and reports still find a
+    number's messages by time."""
+    engine = sa.create_engine(where.url or f"sqlite:///{where.path}")
+    q = "%s" if where.url else "?"
+    with engine.begin() as conn:
+        migrations_table.create(conn)
+        for name, apply in MIGRATIONS[:10]:
+            apply(conn)
+            conn.execute(migrations_table.insert().values(name=name, applied_at="x"))
+        conn.exec_driver_sql(
+            "INSERT INTO runs (id, campaign, campaign_path, status, started_at,"
+            " options) VALUES ('r1', 'promo', 'promo.yaml', 'running', '2026-01-01',"
+            " '{}')"
+        )
+        conn.exec_driver_sql("INSERT INTO texts (digest, text) VALUES ('d', 'hi')")
+        times = [
+            ("2026-03-01T10:00:00.123+00:00", "2026-03-01T10:00:01.5+01:00", None),
+            ("2026-03-01", None, "2026-03-02T08:00:00.250+00:00"),
+            ("2026-03-01T10:00:00.123456", "2026-03-01T09:00:00.999+00:00", None),
+        ]
+        for i, (created, sent, delivered) in enumerate(times):
+            conn.exec_driver_sql(
+                "INSERT INTO messages (run_id, step_id, phone, seq, provider, status,"
+                " attempts, segments, text_id, created_at, sent_at, delivery_at)"
+                f" VALUES ('r1', 'blast', '+3460000000{i}', {i + 1}, 'sms', 'sent',"
+                f" 1, 1, 1, {q}, {q}, {q})",
+                (created, sent, delivered),
+            )
+        conn.exec_driver_sql(
+            "INSERT INTO message_history (run_id, step_id, phone, at, reason, status,"
+            " sent_at) VALUES ('r1', 'blast', '+34600000000', '2026-03-01', 'again',"
+            f" 'failed', {q})",
+            ("2026-02-28T23:59:59.001+00:00",),
+        )
+    engine.dispose()
+    j = Journal(where)
+    try:
+        got = {m["phone"]: m for m in j.messages_for("r1")}
+        assert [
+            (m["created_at"], m["sent_at"], m["delivery_at"])
+            for _, m in sorted(got.items())
+        ] == [
+            ("2026-03-01T10:00:00.123+00:00", "2026-03-01T09:00:01.500+00:00", None),
+            ("2026-03-01T00:00:00.000+00:00", None, "2026-03-02T08:00:00.250+00:00"),
+            ("2026-03-01T10:00:00.123+00:00", "2026-03-01T09:00:00.999+00:00", None),
+        ]
+        assert [h["sent_at"] for h in j.history_of("r1", "blast", "+34600000000")] == [
+            "2026-02-28T23:59:59.001+00:00"
+        ]
+        with j.connect() as conn:
+            raw = conn.exec_driver_sql(
+                "SELECT sent_at FROM messages WHERE phone = '+34600000000'"
+            ).scalar()
+            assert raw == 1772355601500  # milliseconds, not text
+            key = sa.inspect(conn).get_pk_constraint("messages")["constrained_columns"]
+            assert key == ["phone", "run_id", "step_id"]
+            assert "ix_messages_phone" not in {
+                i["name"] for i in sa.inspect(conn).get_indexes("messages")
+            }
+        # a time compared in a query is compared as a time: the later of the two
+        # sent messages, by its ISO text in another offset
+        with j.connect() as conn:
+            from runner.journal.tables import messages
+
+            later = conn.scalars(
+                sa.select(messages.c.phone).where(
+                    messages.c.sent_at > "2026-03-01T10:00:01.000+01:00"
+                )
+            ).all()
+        assert later == ["+34600000000"]
+        assert j.message_counts("r1") == {"sent": 3}
     finally:
         j.close()
