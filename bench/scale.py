@@ -110,7 +110,7 @@ def first_sent(state: Path) -> float | None:
             ).fetchone()
     except sqlite3.Error:
         return None
-    return datetime.fromisoformat(row[0]).timestamp() if row and row[0] else None
+    return row[0] / 1000 if row and row[0] else None  # integer milliseconds
 
 
 def run_case(folder: Path, n: int, send_seconds: float) -> dict[str, float]:

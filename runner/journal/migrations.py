@@ -365,12 +365,36 @@ def _iso_ms(value: str | None) -> int | None:
 _MESSAGE_TIMES = ("created_at", "sent_at", "delivery_at")
 
 
+def _unique_seqs(conn: Connection, key: str, as_key: str) -> None:
+    """Number again, in their order, the messages of any step where two share a
+    ``seq`` (none should: a step's plan numbers its rows), so it can be a key."""
+    twice = conn.exec_driver_sql(
+        "SELECT DISTINCT run_id, step_id FROM messages "
+        "GROUP BY run_id, step_id, seq HAVING count(*) > 1"
+    ).all()
+    for run_id, step_id in twice:
+        keys = conn.execute(
+            sa.text(
+                f"SELECT {key} FROM messages WHERE run_id = :r AND step_id = :s "
+                f"ORDER BY seq, {key}"
+            ),
+            {"r": run_id, "s": step_id},
+        ).scalars()
+        conn.execute(
+            sa.text(f"UPDATE messages SET seq = :n WHERE {key} = {as_key}"),
+            [{"n": n, "k": str(k)} for n, k in enumerate(list(keys), 1)],
+        )
+
+
 def _message_times(conn: Connection) -> None:
     """Smaller messages at size (bytes a message at a million, issue 18): its times
-    as integer milliseconds (6 bytes, not 29 of ISO text), and its primary key
-    led by the number, which makes the number's own index (number, sent_at), a
-    third copy of every number and a fourth of every time, unneeded."""
+    as integer milliseconds (6 bytes, not 29 of ISO text); its primary key the
+    plan's order (run, step, seq), on SQLite the table itself, in place of an
+    index of it; the number's own index (number, sent_at), a third copy of every
+    number and a fourth of every time, gone: the unique (number, run, step),
+    led by the number, finds a number's messages."""
     if conn.dialect.name == "postgresql":
+        _unique_seqs(conn, "ctid", "CAST(:k AS tid)")
         conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")  # times without a zone
         ms = "round(extract(epoch FROM {c}::timestamptz) * 1000)::bigint"
         pkey = conn.exec_driver_sql(
@@ -382,8 +406,10 @@ def _message_times(conn: Connection) -> None:
         )
         for ddl in (
             f"ALTER TABLE messages {changes}, DROP CONSTRAINT {pkey}, "
-            "ADD PRIMARY KEY (phone, run_id, step_id)",
+            "ADD PRIMARY KEY (run_id, step_id, seq)",
+            "CREATE UNIQUE INDEX ux_messages_phone ON messages (phone, run_id, step_id)",
             "DROP INDEX ix_messages_phone",
+            "DROP INDEX ix_messages_seq",
             "ALTER TABLE message_history ALTER COLUMN sent_at TYPE bigint "
             f"USING {ms.format(c='sent_at')}",
         ):
@@ -391,6 +417,7 @@ def _message_times(conn: Connection) -> None:
         return
     # SQLite changes neither a column's type nor a table's key in place: both
     # tables are built again (an integer in a text column would be text)
+    _unique_seqs(conn, "rowid", ":k")
     conn.connection.driver_connection.create_function(  # type: ignore[union-attr]
         "iso_ms", 1, _iso_ms, deterministic=True
     )
@@ -422,7 +449,8 @@ def _message_times(conn: Connection) -> None:
         sa.Column("zone", sa.String),
         sa.Column("secret_digest", sa.String),
         sa.Column("variant", sa.String),
-        sa.PrimaryKeyConstraint("phone", "run_id", "step_id"),
+        sa.PrimaryKeyConstraint("run_id", "step_id", "seq"),
+        sqlite_with_rowid=False,
     )
     sa.Table(
         "message_history_next",
@@ -443,6 +471,7 @@ def _message_times(conn: Connection) -> None:
         sa.Column("sent_at", sa.BigInteger),
     )
     shape.create_all(conn)
+    order = {"messages": "run_id, step_id, seq", "message_history": "id"}
     for table, times in (
         ("messages", _MESSAGE_TIMES),
         ("message_history", ("sent_at",)),
@@ -451,12 +480,12 @@ def _message_times(conn: Connection) -> None:
         values = [f"iso_ms({n})" if n in times else n for n in names]
         conn.exec_driver_sql(
             f"INSERT INTO {table}_next ({', '.join(names)}) "
-            f"SELECT {', '.join(values)} FROM {table} ORDER BY rowid"
+            f"SELECT {', '.join(values)} FROM {table} ORDER BY {order[table]}"
         )
         conn.exec_driver_sql(f"DROP TABLE {table}")  # its indexes and triggers
         conn.exec_driver_sql(f"ALTER TABLE {table}_next RENAME TO {table}")
     for ddl in (
-        "CREATE INDEX ix_messages_seq ON messages (run_id, step_id, seq)",
+        "CREATE UNIQUE INDEX ux_messages_phone ON messages (phone, run_id, step_id)",
         "CREATE INDEX ix_messages_queued ON messages (run_id, step_id, seq) "
         "WHERE status = 'queued'",
         "CREATE INDEX ix_messages_outcomes ON messages (run_id, step_id, status) "
@@ -467,6 +496,32 @@ def _message_times(conn: Connection) -> None:
     ):
         conn.exec_driver_sql(ddl)
     create_tally_triggers(conn)
+    _planner_shape(conn)
+
+
+# What SQLite's planner is told of the messages table's shape, in place of
+# statistics it has not gathered (and which ``ANALYZE`` replaces with its own):
+# a step has many messages, a number few, few are still queued or went wrong.
+# Without them it takes every equality to leave ten rows, and reads a whole
+# step by its key (run, step) to find a few numbers (a claim, an outcome, a
+# cap) or the queued rows among the sent.
+_SHAPE = {
+    "sqlite_autoindex_messages_1": "1000000 100000 100000 1",
+    "ux_messages_phone": "1000000 2 1 1",
+    "ix_messages_queued": "10000 10000 10000 1",
+    "ix_messages_outcomes": "10000 10000 10000 2000",
+}
+
+
+def _planner_shape(conn: Connection) -> None:
+    conn.exec_driver_sql("ANALYZE sqlite_schema")  # creates sqlite_stat1
+    conn.exec_driver_sql("DELETE FROM sqlite_stat1 WHERE tbl = 'messages'")
+    for index, stat in _SHAPE.items():
+        conn.exec_driver_sql(
+            "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('messages', ?, ?)",
+            (index, stat),
+        )
+    conn.exec_driver_sql("ANALYZE sqlite_schema")  # read again
 
 
 MIGRATIONS: list[tuple[str, Migration]] = [

@@ -125,10 +125,20 @@ messages = sa.Table(
     sa.Column("secret_digest", sa.String),  # a PIN step's keyed hash of the PIN
     # which of the template's variants the text is (``by: lang``); NULL without
     sa.Column("variant", sa.String),
-    # a message is one per number, run and step; the number first, so the key is
-    # also how a number's messages across campaigns are found (frequency caps,
-    # ``why``, a report's lines) without an index of its own
-    sa.PrimaryKeyConstraint("phone", "run_id", "step_id"),
+    # the rows in the plan's order (claims, a step's pages), on SQLite as the
+    # table itself (no rowid, no second copy of the key in an index of its own)
+    sa.PrimaryKeyConstraint("run_id", "step_id", "seq"),
+    sqlite_with_rowid=False,
+)
+# one message a number, run and step; led by the number, so it is also how a
+# number's messages across campaigns are found (frequency caps, ``why``, a
+# report's lines, the outcomes of a batch on PostgreSQL)
+sa.Index(
+    "ux_messages_phone",
+    messages.c.phone,
+    messages.c.run_id,
+    messages.c.step_id,
+    unique=True,
 )
 # Each distinct text once: a campaign's messages share few texts (a template's
 # variants, a field with few values), so a message holds the number of its text.
@@ -144,7 +154,6 @@ texts = sa.Table(
 messages_with_text = messages.join(texts, texts.c.id == messages.c.text_id)
 MESSAGE_COLUMNS = (*(c for c in messages.c if c.name != "text_id"), texts.c.text)
 
-sa.Index("ix_messages_seq", messages.c.run_id, messages.c.step_id, messages.c.seq)
 # what is left to claim, found without reading what was sent
 sa.Index(
     "ix_messages_queued",

@@ -155,8 +155,8 @@ def _outcome_row(o: Outcome) -> tuple[Any, ...]:
 # told from those never made: a PIN step.)
 _CLAIM = """
 UPDATE messages SET status = ?, provider = ?, sent_at = ?, claimed_by = ?
-WHERE run_id = ? AND step_id = ? AND status = 'queued' AND phone IN (
-  SELECT phone FROM messages
+WHERE run_id = ? AND step_id = ? AND status = 'queued' AND seq IN (
+  SELECT seq FROM messages
   WHERE run_id = ? AND step_id = ? AND status = 'queued' AND seq > ?
   ORDER BY seq LIMIT ?)
 RETURNING seq, phone, (SELECT text FROM texts WHERE texts.id = messages.text_id),

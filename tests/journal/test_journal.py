@@ -623,8 +623,9 @@ def test_message_times_become_milliseconds_and_read_back_as_they_were(
 ) -> None:
     """0011 on a journal with messages: every time (ISO text in any of the forms
     earlier releases wrote) is kept as integer milliseconds, read back as ISO
-    text in UTC; the number leads the key, and caps and reports still find a
-    number's messages by time."""
+    text in UTC; the key is the plan's order (two rows of a step sharing a seq
+    are numbered again in their order), the number's index is the unique one,
+    and a query by time still compares times."""
     engine = sa.create_engine(where.url or f"sqlite:///{where.path}")
     q = "%s" if where.url else "?"
     with engine.begin() as conn:
@@ -647,7 +648,8 @@ def test_message_times_become_milliseconds_and_read_back_as_they_were(
             conn.exec_driver_sql(
                 "INSERT INTO messages (run_id, step_id, phone, seq, provider, status,"
                 " attempts, segments, text_id, created_at, sent_at, delivery_at)"
-                f" VALUES ('r1', 'blast', '+3460000000{i}', {i + 1}, 'sms', 'sent',"
+                f" VALUES ('r1', 'blast', '+3460000000{i}', {min(i, 1) + 1}, 'sms',"
+                " 'sent',"
                 f" 1, 1, 1, {q}, {q}, {q})",
                 (created, sent, delivered),
             )
@@ -678,10 +680,19 @@ def test_message_times_become_milliseconds_and_read_back_as_they_were(
             ).scalar()
             assert raw == 1772355601500  # milliseconds, not text
             key = sa.inspect(conn).get_pk_constraint("messages")["constrained_columns"]
-            assert key == ["phone", "run_id", "step_id"]
-            assert "ix_messages_phone" not in {
-                i["name"] for i in sa.inspect(conn).get_indexes("messages")
-            }
+            assert key == ["run_id", "step_id", "seq"]
+            indexes = {i["name"]: i for i in sa.inspect(conn).get_indexes("messages")}
+            assert "ix_messages_phone" not in indexes
+            assert "ix_messages_seq" not in indexes
+            assert indexes["ux_messages_phone"]["unique"]
+            seqs = conn.exec_driver_sql(
+                "SELECT phone, seq FROM messages ORDER BY phone"
+            ).all()
+            assert [tuple(r) for r in seqs] == [
+                ("+34600000000", 1),
+                ("+34600000001", 2),
+                ("+34600000002", 3),
+            ]
         # a time compared in a query is compared as a time: the later of the two
         # sent messages, by its ISO text in another offset
         with j.connect() as conn:
@@ -694,5 +705,32 @@ def test_message_times_become_milliseconds_and_read_back_as_they_were(
             ).all()
         assert later == ["+34600000000"]
         assert j.message_counts("r1") == {"sent": 3}
+    finally:
+        j.close()
+
+
+def test_sqlite_reads_a_claim_and_a_number_by_their_indexes(tmp_path: Path) -> None:
+    """Told the table's shape (a step has many messages, a number few), SQLite
+    plans a claim through the queued rows and a batch's outcomes through the
+    number, not a scan of the step by its key."""
+    from runner.journal.writer import _CLAIM, _UPDATE_OUTCOME
+
+    j = Journal(Where(path=tmp_path / "j.db"))
+    try:
+        with j.connect() as conn:
+
+            def plan(sql: str, n: int) -> str:
+                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, (1,) * n)
+                return " | ".join(str(r[-1]) for r in rows)
+
+            claim = plan(_CLAIM, 10)
+            assert "ix_messages_queued (run_id=? AND step_id=? AND seq>?)" in claim
+            outcome = plan(_UPDATE_OUTCOME, 13)
+            assert "ux_messages_phone (phone=? AND run_id=? AND step_id=?)" in outcome
+            q = sa.select(sa.column("status")).select_from(sa.table("messages"))
+            numbers = plan(
+                str(q) + " WHERE run_id = ? AND step_id = ? AND phone IN (?, ?)", 4
+            )
+            assert "ux_messages_phone" in numbers
     finally:
         j.close()
