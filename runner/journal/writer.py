@@ -90,11 +90,11 @@ WHERE run_id = ? AND step_id = ? AND phone = ?
 # On PostgreSQL the batch goes as one statement over arrays: an executemany is a
 # round trip per row, each a turn at the GIL among the busy sending threads
 # (0.7 ms a row measured, most of a claim's time, issue 15). Each row is found
-# by its number (the key's first column: a number has few messages), its run and step
-# written in a form no index can use, in a nested loop (_ONE_BY_ONE): planned
-# freely, a table without statistics for a new run got a scan of the step's
-# rows per row (by ix_messages_seq, the phone a filter: 0.8 s a batch at 200k
-# messages), or a sort of the whole table per batch.
+# by its number (ux_messages_phone: a number has few messages), its run and
+# step written in a form no index can use, in a nested loop (_ONE_BY_ONE):
+# planned freely, a table without statistics for a new run got a scan of the
+# step's rows per row (by the step's own index, the phone a filter: 0.8 s a
+# batch at 200k messages), or a sort of the whole table per batch.
 _UPDATE_OUTCOMES_ARRAYS = """
 UPDATE messages AS m SET
   status = v.status, provider = v.provider, attempts = v.attempts,
