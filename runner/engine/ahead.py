@@ -46,6 +46,9 @@ class Ahead:
         self.sample_size = 0  # messages in the sample (whole batches: >= sample)
         self.sample_failures = Failures()  # the sample's render failures
         self.error: BaseException | None = None
+        # held while a batch is handed to the writer and counted: whoever holds
+        # it and flushes the writer sees the journal and ``added`` agree
+        self.lock = threading.Lock()
         self._detail: dict[str, Any] | None = None
         self._thread: threading.Thread | None = None
 
@@ -65,10 +68,14 @@ class Ahead:
         self._thread = threading.Thread(target=run, name="plan-ahead", daemon=True)
         self._thread.start()
 
-    def planned(self, added: int, failures: Failures, flush: Callable[[], None]) -> None:
+    def count(self, added: int, failures: Failures) -> None:
+        """The messages handed to the writer so far (by ``plan``, under ``lock``)."""
+        self.added, self._failures = added, failures
+
+    def planned(self, flush: Callable[[], None]) -> None:
         """A batch went to the journal (called by ``plan``): once the sample is
         in, it is committed and its failures kept, and sending may start."""
-        self.added, self._failures = added, failures
+        added, failures = self.added, self._failures
         if not self.sampled.is_set():
             if added >= self.sample:
                 flush()

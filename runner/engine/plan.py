@@ -9,7 +9,7 @@ recipients who are no longer in the list.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, NamedTuple
@@ -23,7 +23,7 @@ from runner.engine.ahead import Ahead
 from runner.errors import TemplateError
 from runner.journal.journal import Journal
 from runner.journal.suppressions import BatchHold
-from runner.journal.writer import LeftOut, Planned
+from runner.journal.writer import JournalWriter, LeftOut, Planned
 from runner.model.campaign import PREVIOUS_FIELDS, Campaign, FollowUp
 
 PLAN_BATCH = 2000
@@ -201,18 +201,16 @@ def plan(
             again.append(_planned(run_id, step_id, provider, m, 0))
         if len(new) >= PLAN_BATCH:
             # inserted by the writer thread while the next batch renders
-            writer.plan(new, wait=False, left_out=take(), hold=_hold(ahead))
-            added += len(new)
+            added = _hand_over(writer, new, added, unrendered, take(), ahead)
             new = []
             if ahead is not None:
-                ahead.planned(added, unrendered, writer.flush)
+                ahead.planned(writer.flush)
         if len(again) >= PLAN_BATCH:
             writer.plan(again, wait=False, rerender=True, left_out=take())
             rerendered += len(again)
             again = []
     if new:
-        writer.plan(new, wait=False, left_out=take(), hold=_hold(ahead))
-        added += len(new)
+        added = _hand_over(writer, new, added, unrendered, take(), ahead)
     if again:
         writer.plan(again, wait=False, rerender=True, left_out=take())
         rerendered += len(again)
@@ -238,6 +236,25 @@ def _unplanned(
     while chunk := list(islice(it, PLAN_BATCH)):
         there = journal.planned_phones(run_id, step_id, [m.phone for m in chunk])
         yield from (m for m in chunk if m.phone not in there)
+
+
+def _hand_over(
+    writer: JournalWriter,
+    batch: list[Planned],
+    added: int,
+    unrendered: Failures,
+    left_out: Sequence[LeftOut],
+    ahead: Ahead | None,
+) -> int:
+    """Give a batch to the writer; with ``ahead``, count it in the same breath,
+    so that what is counted and what the writer holds agree (``Ahead.lock``)."""
+    if ahead is None:
+        writer.plan(batch, wait=False, left_out=left_out)
+        return added + len(batch)
+    with ahead.lock:
+        writer.plan(batch, wait=False, left_out=left_out, hold=_hold(ahead))
+        ahead.count(added + len(batch), unrendered)
+    return added + len(batch)
 
 
 def _hold(ahead: Ahead | None) -> BatchHold | None:

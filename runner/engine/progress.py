@@ -28,15 +28,17 @@ class Ticker:
         tally: Tally,
         total: int,
         ahead: Ahead | None = None,
+        counted: int = 0,
     ) -> None:
         self.log = log
         self.run_id = run_id
         self.step_id = step_id
         self.tally = tally
         self.total = total
-        # a plan still growing: the total so far, marked ``planning``
+        # a plan still growing: the total so far, marked ``planning``; ``total``
+        # has the plan's messages up to ``counted`` of its ``to_send``
         self.ahead = ahead
-        self._planned_before = ahead.to_send if ahead is not None else 0
+        self._planned_before = counted
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -7,6 +7,7 @@ small), against a standalone sandbox."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,8 +29,10 @@ from runkit import (
     start_cli,
 )
 
+import runner.commands.console
 import runner.engine.ahead
 import runner.engine.plan
+import runner.engine.progress
 from runner.cli import main
 
 N = 3000
@@ -106,6 +109,7 @@ def test_the_first_messages_go_while_the_rest_is_planned_each_once(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
     backend: str,
 ) -> None:
     campaign, sb = sandbox
@@ -115,8 +119,20 @@ def test_the_first_messages_go_while_the_rest_is_planned_each_once(
     numbers = phones(campaign)
     stopped = [numbers[2000], numbers[2999]]  # planned after the sample
     assert main(["suppress", "add", *stopped, "--state", str(state)]) == 0
+    # a progress line at every tick: its total grows with the plan
+    monkeypatch.setattr(runner.engine.progress, "EVERY", 0.02)
+    monkeypatch.setattr(runner.commands.console, "PLAIN_EVERY", 0)
     assert run(campaign, state) == 0
-    assert "not sent now: 2 suppressed" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "not sent now: 2 suppressed" in out
+    ticks = [
+        (int(m[1]), int(m[2]), bool(m[3]))
+        for m in re.finditer(r"\[blast\] (\d+)/(\d+)(\+?)", err)
+    ]
+    assert any(planning for *_, planning in ticks)
+    # never more sent than counted, and in the end every message to send
+    assert all(done <= total for done, total, _ in ticks), ticks
+    assert ticks[-1][1] == N - 2 and not ticks[-1][2]
     got = received(sb)
     assert set(got) == set(numbers) - set(stopped)
     assert set(got.values()) == {1}

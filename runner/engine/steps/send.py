@@ -34,6 +34,7 @@ from runner.engine.scheduler import in_window, next_window_open
 from runner.engine.steps.verdict import judge, render_verdict, sample_verdict
 from runner.engine.tally import Tally
 from runner.errors import StepFailed
+from runner.journal.journal import Journal
 from runner.journal.suppressions import BatchHold
 from runner.model.campaign import SendAction, Step
 
@@ -126,11 +127,10 @@ def _send_planned(
         failed = ahead is not None and ahead.failed  # the rest cannot be planned
         return window_open() and not ctx.halted() and not failed
 
-    counts = journal.message_counts(run_id, step.id)
+    counts, before = _counts(journal, run_id, step.id, ahead)
     tally = Tally(unknown=counts.get("unknown", 0))
-    progress = Ticker(
-        ctx.log, run_id, step.id, tally, sum(counts.get(s, 0) for s in TO_DO), ahead
-    )
+    total = sum(counts.get(s, 0) for s in TO_DO)
+    progress = Ticker(ctx.log, run_id, step.id, tally, total, ahead, before)
     control = ctx.control
     planned = ahead.complete if ahead is not None else None
     try:
@@ -220,6 +220,18 @@ def _tell_held(ctx: RunContext, step: Step, hold: BatchHold) -> None:
         deferred=hold.capped if deferred else 0,
         cap=str(cap) if cap is not None else None,
     )
+
+
+def _counts(
+    journal: Journal, run_id: str, step_id: str, ahead: Ahead | None
+) -> tuple[dict[str, int], int]:
+    """The step's counts, and with a plan still growing what it had counted when
+    they were read (the progress line's total grows from there)."""
+    if ahead is None:
+        return journal.message_counts(run_id, step_id), 0
+    with ahead.lock:  # no batch between the writer and the count meanwhile
+        journal.writer.flush()
+        return journal.message_counts(run_id, step_id), ahead.to_send
 
 
 def _plan(
