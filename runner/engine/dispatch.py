@@ -26,8 +26,8 @@ from runner.engine.ratelimit import Limiter
 from runner.engine.sharing import Gate
 from runner.engine.tally import Tally
 from runner.journal.eventlog import EventLog
+from runner.journal.instants import now_ms
 from runner.journal.journal import Journal
-from runner.journal.store import now_iso
 from runner.journal.writer import Outcome
 from runner.model.campaign import RetryPolicy
 from runner.providers.base import CallError, ErrorKind, OutboundMessage, Provider
@@ -393,7 +393,7 @@ class Dispatcher:
                 error_kind=err.kind.value if err else None,
                 error_code=err.code if err else None,
                 error_detail=err.detail if err else None,
-                at=now_iso() if status == "sent" else "",
+                at=now_ms() if status == "sent" else None,
                 secret_digest=digest,
             )
         )

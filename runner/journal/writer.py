@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from runner.audience.recipient import Skipped
 from runner.errors import JournalError
-from runner.journal.instants import now_ms, to_ms
+from runner.journal.instants import now_ms
 from runner.journal.store import Store, now_iso
 from runner.journal.texts import TextIds
 
@@ -68,7 +68,7 @@ class Outcome:
     error_kind: str | None = None
     error_code: str | None = None
     error_detail: str | None = None
-    at: str = ""
+    at: int | None = None  # when it was sent, in milliseconds (``now_ms``)
     secret_digest: str | None = None  # a PIN's keyed hash, never the PIN
 
 
@@ -142,7 +142,7 @@ def _outcome_row(o: Outcome) -> tuple[Any, ...]:
         o.error_code,
         o.error_detail,
         o.secret_digest,
-        to_ms(o.at) if o.at else None,
+        o.at,
         o.run_id,
         o.step_id,
         o.phone,

@@ -65,9 +65,10 @@ def read_answer(
         return protocol(f"{method} answer {why}", resp.text, acted, mask)
     if status is None:
         return protocol(f"{method} answer without status", resp.text, acted, mask)
-    desc = mask(excerpt(child_text(root, "description") or "", 100))
     if status == "OK":
         return root
+    # (read only for an answer that is not OK: every send pays for the OK path)
+    desc = mask(excerpt(child_text(root, "description") or "", 100))
     if status == "BAD_SIGNATURE":
         return CallError(
             ErrorKind.AUTH, "BAD_SIGNATURE", desc or "invalid signature, access denied"

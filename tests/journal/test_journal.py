@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from runner.errors import JournalError
+from runner.journal.instants import to_ms
 from runner.journal.journal import Journal
 from runner.journal.migrations import MIGRATIONS
 from runner.journal.tables import metadata, migrations_table
@@ -398,7 +399,7 @@ def test_suppressions_and_caps_act_on_queued_rows_only(where: Where) -> None:
                     "sent",
                     "main",
                     1,
-                    at=datetime.now(UTC).isoformat(),
+                    at=to_ms(datetime.now(UTC)),
                 )
             )
         j.writer.flush()
@@ -453,7 +454,7 @@ def test_a_batch_hold_holds_the_rows_of_its_insert_in_its_transaction(
         earlier = j.start_run("a", "a.yaml", {})
         j.writer.plan(planned(earlier, "s", 1))
         (row,) = j.writer.claim(earlier, "s", "main", j.worker.claimer(), 0, 1)
-        at = datetime.now(UTC).isoformat()
+        at = to_ms(datetime.now(UTC))
         j.writer.record_outcome(Outcome(earlier, "s", row[1], "sent", "main", 1, at=at))
         j.writer.flush()
         rows = planned(j.start_run("b", "b.yaml", {}), "s", 6)
