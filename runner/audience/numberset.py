@@ -12,8 +12,9 @@ SQLite costs five times a bit. Memory stays at ``limit`` numbers, the bitmap and
 a bounded page cache. Below ``limit`` no file is made at all.
 
 The file goes in a folder made for it in the system's temporary directory,
-removed on :meth:`close`, when the set is collected, and at exit. A forked
-worker process reads the file through a connection of its own and never
+removed on :meth:`close`, when the set is collected, and at exit; a folder left
+by a process that was killed is removed by the next one that makes its own. A
+forked worker process reads the file through a connection of its own and never
 removes it.
 """
 
@@ -38,6 +39,7 @@ BITMAP_BITS = 134_217_689  # a prime near 2**27: 16 MB, ~7% false hits at 10M nu
 BATCH = 500  # numbers a lookup, when SQLite has no json_each
 SPILL_BATCH = 10_000  # numbers an insert (its JSON text stays small)
 CACHE_KB = 8192  # SQLite's page cache, per connection
+PREFIX = "campaign-runner-numbers-"  # and the pid of the process whose folder it is
 
 
 class Closes:
@@ -145,7 +147,8 @@ class NumberSet(Closes):
         if self._db is not None and self._pid == os.getpid():
             return self._db
         if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="campaign-runner-numbers-"))
+            _sweep(Path(tempfile.gettempdir()))
+            self._folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
             self._cleanup = weakref.finalize(self, _remove, self._folder, os.getpid())
         db = sqlite3.connect(self._folder / "numbers.db", isolation_level=None)
         db.execute("PRAGMA journal_mode = OFF")  # a scratch file: nothing to recover
@@ -206,6 +209,27 @@ class NumberSet(Closes):
             sql = f"SELECT k FROM numbers WHERE k IN ({','.join('?' * len(batch))})"
             found.update(k for (k,) in db.execute(sql, batch))
         return found
+
+
+def _sweep(tmp: Path) -> None:
+    """Remove the folders of processes gone without removing their own (killed:
+    ``kill -9``, a SIGTERM to ``preview``, the machine's OOM killer). A folder is
+    named for its process; one of another user, or of a live process, is left."""
+    for folder in tmp.glob(f"{PREFIX}*-*"):
+        pid = folder.name[len(PREFIX) :].split("-", 1)[0]
+        with contextlib.suppress(OSError, ValueError):
+            if folder.stat().st_uid == os.getuid() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _remove(folder: Path, owner: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,30 @@ def test_a_temporary_folder_that_cannot_be_made_is_one_error(
         assert seen.add_new([1]) == [True]  # in memory: no file needed yet
         with pytest.raises(RecipientError, match=r"temporary file in .*gone: "):
             seen.add_new([2])
+
+
+def test_a_killed_process_s_folder_is_removed_by_the_next_spill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``kill -9`` (or SIGTERM to ``preview``) leaves the folder behind: the next
+    process to make its own removes those of processes no longer alive, and only
+    those."""
+    import subprocess
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    tmp = tmp_path
+    dead = tmp / f"campaign-runner-numbers-{gone.pid}-x1"
+    live = tmp / f"campaign-runner-numbers-{os.getppid()}-x2"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "numbers.db").write_bytes(b"")
+    with NumberSet(2) as seen:
+        seen.add_new([1, 2, 3])
+        assert seen.folder is not None and seen.folder.name.startswith(
+            f"campaign-runner-numbers-{os.getpid()}-"
+        )
+        assert not dead.exists()
+        assert live.exists()
+    assert sorted(tmp.glob("campaign-runner-numbers-*")) == [live]
