@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Self
 
 from runner.errors import RecipientError
+from runner.processes import alive
 
 SPILL_AT = 100_000  # numbers in memory (~7 MB) before they move to the file
 BITMAP_BITS = 134_217_689  # a prime near 2**27: 16 MB, ~7% false hits at 10M numbers
@@ -218,18 +219,8 @@ def _sweep(tmp: Path) -> None:
     for folder in tmp.glob(f"{PREFIX}*-*"):
         pid = folder.name[len(PREFIX) :].split("-", 1)[0]
         with contextlib.suppress(OSError, ValueError):
-            if folder.stat().st_uid == os.getuid() and not _alive(int(pid)):
+            if folder.stat().st_uid == os.getuid() and not alive(int(pid)):
                 shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _remove(folder: Path, owner: int) -> None:

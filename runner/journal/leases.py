@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from runner.errors import JournalError
 from runner.journal.store import Store, now_iso
 from runner.journal.tables import leases
+from runner.processes import alive
 
 TTL = 15.0  # seconds a lease lasts without renewal
 RENEW = 2.0  # seconds between renewals
@@ -52,21 +53,11 @@ def _expiry(seconds: float = TTL) -> str:
     )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _dead(row: Mapping[str, Any]) -> bool:
     """The holder is gone: its lease expired, or its process here no longer runs."""
     if row["expires_at"] < now_iso():
         return True
-    return row["host"] == socket.gethostname() and not _alive(int(row["pid"]))
+    return row["host"] == socket.gethostname() and not alive(int(row["pid"]))
 
 
 def _holder(row: Mapping[str, Any]) -> Holder:

@@ -543,6 +543,20 @@ def test_a_numbers_trail_is_every_message_left_out_row_and_entry(where: Where) -
         j.close()
 
 
+def _migrated_with_a_run(conn: sa.Connection, migrations: int) -> None:
+    """The first ``migrations`` applied, as a release that stopped there left
+    them, and one running run ``r1`` to hang messages on."""
+    migrations_table.create(conn)
+    for name, apply in MIGRATIONS[:migrations]:
+        apply(conn)
+        conn.execute(migrations_table.insert().values(name=name, applied_at="x"))
+    conn.exec_driver_sql(
+        "INSERT INTO runs (id, campaign, campaign_path, status, started_at,"
+        " options) VALUES ('r1', 'promo', 'promo.yaml', 'running', '2026-01-01',"
+        " '{}')"
+    )
+
+
 def test_a_journal_with_texts_in_its_messages_keeps_them_exactly_once_compacted(
     where: Where,
 ) -> None:
@@ -552,15 +566,7 @@ def test_a_journal_with_texts_in_its_messages_keeps_them_exactly_once_compacted(
     the kept counts survive the rebuilt table and still follow changes."""
     engine = sa.create_engine(where.url or f"sqlite:///{where.path}")
     with engine.begin() as conn:
-        migrations_table.create(conn)
-        for name, apply in MIGRATIONS[:9]:
-            apply(conn)
-            conn.execute(migrations_table.insert().values(name=name, applied_at="x"))
-        conn.exec_driver_sql(
-            "INSERT INTO runs (id, campaign, campaign_path, status, started_at,"
-            " options) VALUES ('r1', 'promo', 'promo.yaml', 'running', '2026-01-01',"
-            " '{}')"
-        )
+        _migrated_with_a_run(conn, 9)
         texts = ["Hola Ana, ¿vienes? 🎉", "Hi Bo", "Hola Ana, ¿vienes? 🎉", "x " * 200]
         for i, (text, status, claim) in enumerate(
             zip(
@@ -630,15 +636,7 @@ def test_message_times_become_milliseconds_and_read_back_as_they_were(
     engine = sa.create_engine(where.url or f"sqlite:///{where.path}")
     q = "%s" if where.url else "?"
     with engine.begin() as conn:
-        migrations_table.create(conn)
-        for name, apply in MIGRATIONS[:10]:
-            apply(conn)
-            conn.execute(migrations_table.insert().values(name=name, applied_at="x"))
-        conn.exec_driver_sql(
-            "INSERT INTO runs (id, campaign, campaign_path, status, started_at,"
-            " options) VALUES ('r1', 'promo', 'promo.yaml', 'running', '2026-01-01',"
-            " '{}')"
-        )
+        _migrated_with_a_run(conn, 10)
         conn.exec_driver_sql("INSERT INTO texts (digest, text) VALUES ('d', 'hi')")
         times = [
             ("2026-03-01T10:00:00.123+00:00", "2026-03-01T10:00:01.5+01:00", None),
