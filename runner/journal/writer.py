@@ -26,7 +26,7 @@ from runner.journal.texts import TextIds
 Hold = Callable[[Connection, int, int], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Planned:
     """A rendered message of a send step, recorded ``queued`` before any call."""
 
@@ -46,7 +46,7 @@ class Planned:
     variant: str | None = None  # the template's variant the text is of
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LeftOut:
     """A recipient row a send step's plan left out (``skipped_rows``)."""
 
@@ -55,7 +55,7 @@ class LeftOut:
     row: Skipped
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     run_id: str
     step_id: str
